@@ -1,0 +1,232 @@
+"""Subscribing to a relay's Redis channel: gap detection, reconnects, flush callbacks.
+
+Two front ends share one dispatcher (:class:`BusDispatcher`):
+
+* :class:`AsyncBusSubscriber` for the asyncio daemons (the gateway);
+* :class:`ThreadedBusSubscriber` for Odoo server processes: one bounded background thread
+  per process, since an Odoo worker has no event loop of its own.
+
+The owner supplies ``on_change(message)`` and ``on_flush(reason)``. ``on_flush`` is called
+whenever events may have been missed: on every (re)subscribe, on a relay ``flush`` message,
+on a skipped sequence number and on an epoch change; after it, the owner must treat
+everything it derived from earlier events as stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+import redis.asyncio
+
+from .backoff import Backoff
+from .protocol import BusMessage, FlushReason, Rejected, bus_channel, decode_bus_message
+
+_logger = logging.getLogger(__name__)
+
+ChangeCallback = Callable[[BusMessage], None]
+FlushCallback = Callable[[str], None]
+
+# Redis errors worth a reconnect: the server restarted, the connection was killed, or the
+# network hiccuped. Anything else is a bug in the owner's callbacks and is not retried here.
+TRANSIENT_REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+# A PING on an idle subscription every 10 s detects a half-open TCP connection (server gone
+# without a FIN) well before the relay's own keepalives would.
+HEALTH_CHECK_INTERVAL_S = 10
+
+# A Redis that does not confirm a SUBSCRIBE within this time is treated as down.
+SUBSCRIBE_TIMEOUT_S = 5.0
+
+
+def _subscribe_unconfirmed() -> redis.exceptions.TimeoutError:
+    return redis.exceptions.TimeoutError("no SUBSCRIBE confirmation within %.0fs" % SUBSCRIBE_TIMEOUT_S)
+
+
+@dataclass
+class SequenceTracker:
+    """Follows (epoch, seq) of a relay's messages and says when a flush is owed."""
+
+    epoch: str | None = None
+    seq: int = -1
+
+    def reset(self) -> None:
+        """Forget the position: called on every (re)subscribe, which itself flushes."""
+        self.epoch, self.seq = None, -1
+
+    def observe(self, message: BusMessage) -> str | None:
+        """The flush reason this message implies, or None when it follows on in order."""
+        previous_epoch, previous_seq = self.epoch, self.seq
+        self.epoch, self.seq = message.epoch, message.seq
+        if message.kind == "flush":
+            return message.reason or FlushReason.START.value
+        if previous_epoch is None:
+            return None
+        if message.epoch != previous_epoch:
+            return FlushReason.EPOCH.value
+        if message.seq != previous_seq + 1:
+            return FlushReason.GAP.value
+        return None
+
+
+class BusDispatcher:
+    """Decodes raw Redis messages, tracks the sequence, and calls the owner's callbacks."""
+
+    def __init__(self, on_change: ChangeCallback, on_flush: FlushCallback) -> None:
+        self.on_change = on_change
+        self.on_flush = on_flush
+        self.tracker = SequenceTracker()
+        self.received = 0
+        self.rejected = 0
+        self.flushes = 0
+
+    def resubscribed(self) -> None:
+        """A fresh subscription: whatever was published meanwhile is lost, so flush."""
+        self.tracker.reset()
+        self.flush(FlushReason.RECONNECT.value)
+
+    def flush(self, reason: str) -> None:
+        self.flushes += 1
+        self.on_flush(reason)
+
+    def dispatch(self, data: bytes | str) -> None:
+        """Handle one raw message; malformed ones are counted and logged, never raised."""
+        message = decode_bus_message(data)
+        if isinstance(message, Rejected):
+            self.rejected += 1
+            _logger.warning("bus message rejected reason=%s detail=%s", message.reason, message.detail)
+            return
+        self.received += 1
+        reason = self.tracker.observe(message)
+        if reason is not None:
+            _logger.info("bus flush reason=%s epoch=%s seq=%d", reason, message.epoch, message.seq)
+            self.flush(reason)
+        if message.kind == "change":
+            self.on_change(message)
+
+
+class AsyncBusSubscriber(BusDispatcher):
+    """Runs until cancelled, resubscribing with jittered backoff after any Redis failure."""
+
+    def __init__(
+        self, redis_url: str, db_name: str, on_change: ChangeCallback, on_flush: FlushCallback, *, backoff: Backoff | None = None
+    ) -> None:
+        super().__init__(on_change, on_flush)
+        self.redis_url = redis_url
+        self.channel = bus_channel(db_name)
+        self.backoff = backoff or Backoff()
+        self.connected = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._subscribe_and_listen()
+            except TRANSIENT_REDIS_ERRORS as exc:
+                self.connected.clear()
+                delay = self.backoff.next_delay()
+                _logger.warning("bus subscriber lost redis error=%r retry_in=%.2fs", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _subscribe_and_listen(self) -> None:
+        client = redis.asyncio.Redis.from_url(self.redis_url, health_check_interval=HEALTH_CHECK_INTERVAL_S, socket_keepalive=True)
+        try:
+            async with client.pubsub() as pubsub:
+                await pubsub.subscribe(self.channel)
+                # Flush only once Redis confirms: events published before that are not ours.
+                confirmation = await pubsub.get_message(timeout=SUBSCRIBE_TIMEOUT_S)
+                if confirmation is None or confirmation["type"] != "subscribe":
+                    raise _subscribe_unconfirmed()
+                self.connected.set()
+                self.backoff.reset()
+                self.resubscribed()
+                while True:
+                    message = await pubsub.get_message(timeout=HEALTH_CHECK_INTERVAL_S)
+                    if message is not None and message["type"] == "message":
+                        self.dispatch(message["data"])
+        finally:
+            await client.aclose()
+
+
+class ThreadedBusSubscriber(BusDispatcher):
+    """One background thread per process that follows the bus; for Odoo server processes.
+
+    ``on_connection_change(connected)`` lets the owner fall back to a coarser invalidation
+    while Redis is unreachable.
+    """
+
+    POLL_TIMEOUT_S = 0.5  # how quickly stop() is noticed; costs one wake-up per interval
+
+    def __init__(
+        self,
+        redis_url: str,
+        db_name: str,
+        on_change: ChangeCallback,
+        on_flush: FlushCallback,
+        *,
+        on_connection_change: Callable[[bool], None] | None = None,
+        backoff: Backoff | None = None,
+        thread_name: str = "zero_sudo.bus",
+    ) -> None:
+        super().__init__(on_change, on_flush)
+        self.redis_url = redis_url
+        self.channel = bus_channel(db_name)
+        self.backoff = backoff or Backoff()
+        self.on_connection_change = on_connection_change
+        self.connected = threading.Event()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        self._thread.join(timeout)
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected == self.connected.is_set():
+            return
+        if connected:
+            self.connected.set()
+        else:
+            self.connected.clear()
+        if self.on_connection_change is not None:
+            self.on_connection_change(connected)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._subscribe_and_listen()
+            except TRANSIENT_REDIS_ERRORS as exc:
+                self._set_connected(False)
+                delay = self.backoff.next_delay()
+                _logger.warning("bus subscriber lost redis error=%r retry_in=%.2fs", exc, delay)
+                self._stopping.wait(delay)
+            except Exception:
+                # A failing callback must not end invalidation for the life of the process.
+                _logger.exception("bus subscriber callback failed; resubscribing")
+                self._set_connected(False)
+                self._stopping.wait(self.backoff.next_delay())
+
+    def _subscribe_and_listen(self) -> None:
+        client = redis.Redis.from_url(self.redis_url, health_check_interval=HEALTH_CHECK_INTERVAL_S, socket_keepalive=True)
+        try:
+            with client.pubsub() as pubsub:
+                pubsub.subscribe(self.channel)
+                # Flush only once Redis confirms: events published before that are not ours.
+                confirmation = pubsub.get_message(timeout=SUBSCRIBE_TIMEOUT_S)
+                if confirmation is None or confirmation["type"] != "subscribe":
+                    raise _subscribe_unconfirmed()
+                self._set_connected(True)
+                self.backoff.reset()
+                self.resubscribed()
+                while not self._stopping.is_set():
+                    message = pubsub.get_message(timeout=self.POLL_TIMEOUT_S)
+                    if message is not None and message["type"] == "message":
+                        self.dispatch(message["data"])
+        finally:
+            client.close()

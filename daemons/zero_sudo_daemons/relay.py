@@ -1,0 +1,307 @@
+"""The invalidation relay: PostgreSQL LISTEN → Redis pub/sub, one active replica at a time.
+
+One *epoch* is one stretch of leadership with working connections:
+
+1. connect to PostgreSQL and poll ``pg_try_advisory_lock`` on :data:`LEADER_LOCK_KEY` (a
+   session lock: PostgreSQL releases it the moment the holder's backend goes away) until
+   this replica is the active one; the others stay standby on the same poll;
+2. connect to Redis, ``LISTEN`` on :data:`~zero_sudo_bus.protocol.PG_CHANNEL`, *then*
+   publish ``flush`` with ``seq`` 0 under a fresh epoch id: whatever was committed before
+   the LISTEN took effect is covered by that flush, whatever after it is relayed;
+3. relay: each NOTIFY is decoded (malformed ones are counted and dropped), coalesced per
+   (model, op) and published by a single publisher with consecutive ``seq`` numbers.
+
+Any lost connection ends the epoch (the supervisor backs off and starts a new one, whose
+flush tells subscribers that events may have been missed); SIGTERM ends it in order:
+UNLISTEN, publish what is pending, then close, which hands leadership to a standby.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import sys
+import time
+from collections.abc import Sequence
+
+import asyncpg
+import redis.asyncio
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from zero_sudo_bus.lockhash import deterministic_hash
+from zero_sudo_bus.protocol import (
+    PG_CHANNEL,
+    FlushReason,
+    Rejected,
+    bus_channel,
+    chunk_ids,
+    decode_notify_payload,
+    encode_change_message,
+    encode_flush_message,
+)
+
+from .coalescing import Coalescer, Drained
+from .errors import ConnectionLost
+from .logs import LogThrottle, configure_logging
+from .ops_http import OpsServer
+from .runtime import run_daemon, supervise, wait_or_stop
+from .settings import Settings, resolve_settings
+
+_logger = logging.getLogger("zero_sudo.relay")
+
+LEADER_LOCK_KEY = deterministic_hash("zero_sudo.relay", "leader")
+
+# A standby retries the leader lock this often: takeover happens within one interval of the
+# active replica's backend going away, well inside the 2 s promise, for 4 cheap queries/s.
+LEADER_POLL_S = 0.25
+
+# Both connections are probed this often while active, so a connection that died silently
+# (a killed Redis client, a half-open socket) ends the epoch within about a second.
+KEEPALIVE_S = 1.0
+KEEPALIVE_TIMEOUT_S = 2.0
+
+# asyncpg and Redis failures that mean "a server or the network went away": retried.
+TRANSIENT_ERRORS = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+
+class RelayMetrics:
+    """The relay's Prometheus metrics, on a registry of its own (one per relay instance)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.notifications = Counter("zero_sudo_relay_notifications", "NOTIFY payloads received", registry=r)
+        self.rejected = Counter("zero_sudo_relay_rejected_payloads", "NOTIFY payloads rejected as malformed", ["reason"], registry=r)
+        self.published = Counter("zero_sudo_relay_messages_published", "Redis messages published", ["kind"], registry=r)
+        self.published_ids = Counter("zero_sudo_relay_ids_published", "record IDs published after coalescing", registry=r)
+        self.epochs = Counter("zero_sudo_relay_epochs", "epochs started (each begins with a flush)", ["reason"], registry=r)
+        self.overflows = Counter("zero_sudo_relay_overflows", "pending buffer overflows replaced by a flush", registry=r)
+        self.active = Gauge("zero_sudo_relay_active", "1 while this replica is the active one", registry=r)
+        self.pending_ids = Gauge("zero_sudo_relay_pending_ids", "IDs received and not yet published", registry=r)
+        self.lag = Histogram(
+            "zero_sudo_relay_lag_seconds",
+            "from the oldest NOTIFY of a batch arriving to its Redis publish being acknowledged",
+            buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=r,
+        )
+
+
+class Relay:
+    """One relay replica; :meth:`run` runs epochs under the supervisor until stopped."""
+
+    def __init__(self, settings: Settings, metrics: RelayMetrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or RelayMetrics()
+        self.channel = bus_channel(settings.db_name)
+        self.role = "starting"
+        self.epoch: str | None = None
+        self._seq = 0
+        self._epochs_started = 0
+        self._coalescer = Coalescer(settings.relay_max_pending_ids)
+        self._flush_reason = FlushReason.START.value
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._log_throttle = LogThrottle()
+
+    # -- health ------------------------------------------------------------------------
+    def health(self) -> tuple[bool, dict[str, object]]:
+        """Healthy while active or standing by; not while recovering from a lost connection."""
+        return self.role in ("active", "standby"), {"role": self.role, "epoch": self.epoch, "channel": self.channel}
+
+    # -- the supervised work loop ------------------------------------------------------
+    async def run(self, stopping: asyncio.Event) -> None:
+        def on_failure(_exc: BaseException) -> None:
+            self.role = "recovering"
+            self.metrics.active.set(0)
+
+        await supervise("relay", lambda: self._run_epoch(stopping), stopping, TRANSIENT_ERRORS, on_failure=on_failure)
+
+    async def _run_epoch(self, stopping: asyncio.Event) -> None:
+        pg = await asyncpg.connect(**self.settings.pg_connect_kwargs(), timeout=KEEPALIVE_TIMEOUT_S * 2)
+        lost = asyncio.Event()
+        pg.add_termination_listener(lambda _conn: lost.set())
+        try:
+            self.role = "standby"
+            if not await self._become_leader(pg, stopping, lost):
+                return
+            bus = redis.asyncio.Redis.from_url(
+                self.settings.redis_url,
+                single_connection_client=True,  # one connection: if it is killed, we know
+                retry=Retry(NoBackoff(), 0),  # no silent reconnect: a reconnect must flush
+                socket_keepalive=True,
+                socket_connect_timeout=KEEPALIVE_TIMEOUT_S,
+            )
+            try:
+                await self._relay(pg, bus, stopping, lost)
+            finally:
+                await bus.aclose()
+        finally:
+            self.metrics.active.set(0)
+            await _close_quietly(pg)
+
+    async def _become_leader(self, pg: asyncpg.Connection, stopping: asyncio.Event, lost: asyncio.Event) -> bool:
+        """Poll the leader lock until held (True) or until asked to stop (False)."""
+        while not await pg.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK_KEY, timeout=KEEPALIVE_TIMEOUT_S):
+            if lost.is_set():
+                raise ConnectionLost("PostgreSQL connection lost while standing by")
+            if await wait_or_stop(stopping, LEADER_POLL_S):
+                return False
+        return True
+
+    async def _relay(self, pg: asyncpg.Connection, bus: redis.asyncio.Redis, stopping: asyncio.Event, lost: asyncio.Event) -> None:
+        await bus.ping()
+        self._start_epoch()
+        await pg.add_listener(PG_CHANNEL, self._on_notify)
+        self.role = "active"
+        self.metrics.active.set(1)
+        _logger.info("relay active epoch=%s pg_channel=%s redis_channel=%s", self.epoch, PG_CHANNEL, self.channel)
+        publisher = asyncio.create_task(self._publish_forever(bus), name="relay.publisher")
+        keepalive = asyncio.create_task(self._keepalive(pg, bus), name="relay.keepalive")
+        stop_wait = asyncio.create_task(stopping.wait(), name="relay.stopping")
+        lost_wait = asyncio.create_task(lost.wait(), name="relay.pg_lost")
+        watched = {publisher, keepalive, stop_wait, lost_wait}
+        try:
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            for task in (publisher, keepalive):
+                if task.done():
+                    task.result()  # raises the transient error that ended the epoch
+            if lost.is_set():
+                raise ConnectionLost("PostgreSQL connection lost")
+            # Graceful stop: accept no more, let the publisher send what is pending, let go.
+            await pg.remove_listener(PG_CHANNEL, self._on_notify)
+            self._closing = True
+            self._wakeup.set()
+            await asyncio.wait_for(publisher, KEEPALIVE_TIMEOUT_S)
+            _logger.info("relay stopped epoch=%s last_seq=%d", self.epoch, self._seq - 1)
+        finally:
+            self.role = "stopped" if stopping.is_set() else "recovering"
+            for task in watched:
+                task.cancel()
+            await asyncio.gather(*watched, return_exceptions=True)
+
+    def _start_epoch(self) -> None:
+        """A fresh epoch whose first message, seq 0, is a flush."""
+        reason = FlushReason.START if self._epochs_started == 0 else FlushReason.RECOVER
+        self._epochs_started += 1
+        self.epoch = secrets.token_hex(8)
+        self._seq = 0
+        self._closing = False
+        self._coalescer.drain()
+        self._coalescer.require_flush()
+        self._flush_reason = reason.value
+        self.metrics.epochs.labels(reason.value).inc()
+        self._wakeup.set()
+
+    # -- receiving ---------------------------------------------------------------------
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        self.metrics.notifications.inc()
+        decoded = decode_notify_payload(payload)
+        if isinstance(decoded, Rejected):
+            self.metrics.rejected.labels(decoded.reason).inc()
+            suppressed = self._log_throttle.allow(decoded.reason)
+            if suppressed is not None:
+                _logger.warning(
+                    "rejected NOTIFY payload reason=%s detail=%s head=%r suppressed_since_last=%d",
+                    decoded.reason,
+                    decoded.detail,
+                    payload[:80],
+                    suppressed,
+                )
+            return
+        if self._coalescer.add(decoded, time.perf_counter()):
+            self.metrics.overflows.inc()
+            self._flush_reason = "overflow"
+            _logger.warning("relay buffer overflow: pending IDs replaced by a flush")
+        self.metrics.pending_ids.set(self._coalescer.pending_ids)
+        self._wakeup.set()
+
+    # -- publishing --------------------------------------------------------------------
+    async def _publish_forever(self, bus: redis.asyncio.Redis) -> None:
+        """The single publisher: what arrives while it publishes goes out in its next round."""
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            await self._publish_pending(bus)
+            if self._closing:
+                await self._publish_pending(bus)  # what arrived during the last round
+                return
+
+    async def _publish_pending(self, bus: redis.asyncio.Redis) -> None:
+        drained = self._coalescer.drain()
+        self.metrics.pending_ids.set(0)
+        if not drained:
+            return
+        messages = self._encode(drained)
+        if len(messages) == 1:
+            await bus.publish(self.channel, messages[0][1])
+        else:
+            async with bus.pipeline(transaction=False) as pipe:
+                for _kind, message in messages:
+                    pipe.publish(self.channel, message)
+                await pipe.execute()
+        for kind, _message in messages:
+            self.metrics.published.labels(kind).inc()
+        if drained.oldest_at is not None:
+            self.metrics.lag.observe(time.perf_counter() - drained.oldest_at)
+
+    def _encode(self, drained: Drained) -> Sequence[tuple[str, bytes]]:
+        messages: list[tuple[str, bytes]] = []
+        if drained.flush_required:
+            messages.append(("flush", encode_flush_message(self.epoch, self._next_seq(), self._flush_reason)))
+        for key, op, ids in drained.changes:
+            self.metrics.published_ids.inc(len(ids))
+            for chunk in chunk_ids(ids):
+                messages.append(("change", encode_change_message(self.epoch, self._next_seq(), key, op, chunk)))
+        return messages
+
+    def _next_seq(self) -> int:
+        seq = self._seq
+        self._seq += 1
+        return seq
+
+    async def _keepalive(self, pg: asyncpg.Connection, bus: redis.asyncio.Redis) -> None:
+        while True:
+            await asyncio.sleep(KEEPALIVE_S)
+            await pg.fetchval("SELECT 1", timeout=KEEPALIVE_TIMEOUT_S)
+            await asyncio.wait_for(bus.ping(), KEEPALIVE_TIMEOUT_S)
+
+
+async def _close_quietly(pg: asyncpg.Connection) -> None:
+    try:
+        await asyncio.wait_for(pg.close(), KEEPALIVE_TIMEOUT_S)
+    except (*TRANSIENT_ERRORS, asyncpg.PostgresError):
+        pg.terminate()
+
+
+async def serve(settings: Settings, stopping: asyncio.Event) -> None:
+    """Run one relay with its ops endpoint until ``stopping`` is set."""
+    relay = Relay(settings)
+    ops = OpsServer(settings.relay_http_host, settings.relay_http_port, relay.metrics.registry, relay.health)
+    await ops.start()
+    try:
+        await relay.run(stopping)
+    finally:
+        await ops.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = resolve_settings(sys.argv[1:] if argv is None else argv, os.environ, "zero-sudo-relay", __doc__.splitlines()[0])
+    configure_logging(settings.log_level, settings.log_format)
+    return run_daemon(lambda stopping: serve(settings, stopping))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""What every daemon shares at run time: uvloop, signals, and the one supervisor loop.
+
+A daemon's ``main(stopping)`` coroutine runs under uvloop. The first SIGTERM or SIGINT sets
+``stopping`` so the daemon shuts down in order (stop accepting, drain, close); a second one
+forces the exit at once. :func:`supervise` is the outer recovery loop around a work loop:
+it retries only :class:`TransientError` and the errors the daemon lists as transient, with
+jittered exponential backoff, and lets anything else crash the process (a bug is not
+retried forever; the process manager restarts it and the log says why).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+
+import uvloop
+
+from zero_sudo_bus.backoff import Backoff
+
+from .errors import TransientError
+
+_logger = logging.getLogger(__name__)
+
+# A work loop that ran this long before failing counts as a success: the next failure
+# starts again from the smallest backoff instead of the largest.
+STABLE_RUN_S = 30.0
+
+FORCED_EXIT_CODE = 130
+
+
+async def wait_or_stop(stopping: asyncio.Event, delay: float) -> bool:
+    """Sleep ``delay`` seconds unless ``stopping`` is set first; True if stopping."""
+    try:
+        await asyncio.wait_for(stopping.wait(), delay)
+    except asyncio.TimeoutError:
+        return False
+    return True
+
+
+async def supervise(
+    name: str,
+    work: Callable[[], Awaitable[None]],
+    stopping: asyncio.Event,
+    transient: tuple[type[BaseException], ...] = (),
+    backoff: Backoff | None = None,
+    on_failure: Callable[[BaseException], None] | None = None,
+) -> None:
+    """Run ``work`` until ``stopping`` is set, restarting it after transient failures."""
+    backoff = backoff or Backoff()
+    loop = asyncio.get_running_loop()
+    retry_on = (TransientError, *transient)
+    while not stopping.is_set():
+        started = loop.time()
+        try:
+            await work()
+        except retry_on as exc:
+            if on_failure is not None:
+                on_failure(exc)
+            if loop.time() - started > STABLE_RUN_S:
+                backoff.reset()
+            delay = backoff.next_delay()
+            _logger.warning("%s failed, recovering error=%r retry_in=%.2fs", name, exc, delay)
+            await wait_or_stop(stopping, delay)
+
+
+def _install_signal_handlers(stopping: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stopping.is_set():
+            _logger.warning("second %s: forcing exit", signal.Signals(signum).name)
+            os._exit(FORCED_EXIT_CODE)
+        _logger.info("%s received: shutting down (send it again to force)", signal.Signals(signum).name)
+        stopping.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+def run_daemon(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    """Run ``main(stopping)`` on uvloop with graceful signal handling; the process exit code."""
+
+    async def _entry() -> None:
+        stopping = asyncio.Event()
+        _install_signal_handlers(stopping)
+        await main(stopping)
+
+    uvloop.run(_entry())
+    return 0

@@ -1,0 +1,144 @@
+"""Every daemon setting, in one table, resolved once at start-up into a frozen object.
+
+Precedence, highest first: command-line flag (``--redis-url``), environment variable
+(``ZERO_SUDO_REDIS_URL``), the ``[zero_sudo]`` section of the odoo.conf named by ``--config``
+or ``ZERO_SUDO_CONFIG``, then for the database keys Odoo's own ``[options]`` section of that
+same file (``db_host``, ``db_port``, ``db_user``, ``db_password``, ``db_name``), then the
+default. Nothing reads the environment at import time: :func:`resolve_settings` takes it
+as an argument. The README's "Configuration" table is generated from :data:`OPTIONS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigurationError
+
+ENV_PREFIX = "ZERO_SUDO_"
+ODOO_CONF_SECTION = "zero_sudo"
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    kind: type
+    default: Any
+    help: str
+    odoo_options_key: str | None = None  # fallback key in odoo.conf's [options] section
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("db_name", str, "zero_sudo", "Odoo database whose events are relayed", "db_name"),
+    Option("db_host", str, "127.0.0.1", "PostgreSQL host (or socket directory)", "db_host"),
+    Option("db_port", int, 5432, "PostgreSQL port", "db_port"),
+    Option("db_user", str, "", "PostgreSQL user (empty: the OS user, as libpq does)", "db_user"),
+    Option("db_password", str, "", "PostgreSQL password", "db_password"),
+    Option("redis_url", str, "redis://127.0.0.1:6379/0", "Redis URL for pub/sub"),
+    Option("log_level", str, "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    Option("log_format", str, "json", "json (one object per line) or text"),
+    Option("relay_http_host", str, "127.0.0.1", "relay /healthz and /metrics listen address"),
+    Option("relay_http_port", int, 9101, "relay /healthz and /metrics port (0: any free port)"),
+    Option("relay_max_pending_ids", int, 1_000_000, "IDs buffered while Redis is slow; beyond, a flush replaces them"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_name: str
+    db_host: str
+    db_port: int
+    db_user: str
+    db_password: str
+    redis_url: str
+    log_level: str
+    log_format: str
+    relay_http_host: str
+    relay_http_port: int
+    relay_max_pending_ids: int
+
+    def pg_connect_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for asyncpg.connect (empty user/password: libpq's defaults)."""
+        kwargs: dict[str, Any] = {"host": self.db_host, "port": self.db_port, "database": self.db_name}
+        if self.db_user:
+            kwargs["user"] = self.db_user
+        if self.db_password:
+            kwargs["password"] = self.db_password
+        return kwargs
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", help="odoo.conf to read the [zero_sudo] section from (env ZERO_SUDO_CONFIG)")
+    for option in OPTIONS:
+        parser.add_argument(_flag(option.name), dest=option.name, default=None, help="%s (env %s%s, default %r)" % (option.help, ENV_PREFIX, option.name.upper(), option.default))
+    return parser
+
+
+def _read_odoo_conf(path: str) -> tuple[Mapping[str, str], Mapping[str, str]]:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except (OSError, configparser.Error) as exc:
+        raise ConfigurationError("cannot read config file %s: %s" % (path, exc)) from exc
+    section = parser[ODOO_CONF_SECTION] if parser.has_section(ODOO_CONF_SECTION) else {}
+    options = parser["options"] if parser.has_section("options") else {}
+    return section, options
+
+
+def _convert(option: Option, raw: str, origin: str) -> Any:
+    if option.kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigurationError("%s: %s must be an integer, got %r" % (origin, option.name, raw)) from None
+    return raw
+
+
+def _odoo_value(raw: str) -> str | None:
+    # odoo.conf writes "False" for an unset value.
+    return None if raw.strip() in ("", "False") else raw.strip()
+
+
+def resolve_settings(argv: Sequence[str], environ: Mapping[str, str], prog: str = "zero-sudo", description: str = "") -> Settings:
+    """Resolve every option once: flags > ZERO_SUDO_* env > odoo.conf [zero_sudo] > [options] > default."""
+    args = build_parser(prog, description).parse_args(list(argv))
+    config_path = args.config or environ.get(ENV_PREFIX + "CONFIG")
+    section: Mapping[str, str] = {}
+    odoo_options: Mapping[str, str] = {}
+    if config_path:
+        section, odoo_options = _read_odoo_conf(config_path)
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        env_key = ENV_PREFIX + option.name.upper()
+        candidates = (
+            (getattr(args, option.name), "flag " + _flag(option.name)),
+            (environ.get(env_key), "env " + env_key),
+            (_odoo_value(section[option.name]) if option.name in section else None, "odoo.conf [zero_sudo]"),
+            (
+                _odoo_value(odoo_options[option.odoo_options_key])
+                if option.odoo_options_key and option.odoo_options_key in odoo_options
+                else None,
+                "odoo.conf [options]",
+            ),
+        )
+        for raw, origin in candidates:
+            if raw is not None:
+                values[option.name] = _convert(option, raw, origin)
+                break
+        else:
+            values[option.name] = option.default
+    settings = Settings(**values)
+    if settings.log_format not in ("json", "text"):
+        raise ConfigurationError("log_format must be json or text, got %r" % settings.log_format)
+    if settings.relay_max_pending_ids < 1:
+        raise ConfigurationError("relay_max_pending_ids must be at least 1")
+    return settings
