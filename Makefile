@@ -1,0 +1,36 @@
+# zero_sudo: the two commands a newcomer needs are `make run` and `make test` (see README).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: run test test-daemons test-odoo services venv bench-relay bench-drivers
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,bench]"
+	touch $@
+
+services:
+	bash scripts/ensure_services.sh
+
+## The main job: every daemon, against PostgreSQL, Redis and RabbitMQ on localhost.
+run: venv services
+	$(VENV)/bin/zero-sudo-daemons
+
+## The whole test suite: daemons and shared library, then the Odoo suites when Odoo is found.
+test: venv services
+	bash scripts/odoo_tests.sh
+	$(PY) -m pytest tests/
+
+test-daemons: venv services
+	$(PY) -m pytest tests/
+
+test-odoo: venv services
+	bash scripts/odoo_tests.sh
+
+bench-relay: venv services
+	$(PY) benchmarks/bench_relay.py
+
+bench-drivers: venv services
+	$(PY) benchmarks/bench_pg_listen_drivers.py

@@ -1,0 +1,8 @@
+# Odoo 18 from the official image, plus the shared zero_sudo_bus library the addons import
+# (the addons themselves are mounted from ./addons, not copied).
+FROM odoo:18.0
+USER root
+COPY pyproject.toml README.md /opt/zero_sudo/
+COPY daemons /opt/zero_sudo/daemons
+RUN pip3 install --no-cache-dir --break-system-packages /opt/zero_sudo
+USER odoo
