@@ -113,10 +113,18 @@ class AsyncBusSubscriber(BusDispatcher):
     """Runs until cancelled, resubscribing with jittered backoff after any Redis failure."""
 
     def __init__(
-        self, redis_url: str, db_name: str, on_change: ChangeCallback, on_flush: FlushCallback, *, backoff: Backoff | None = None
+        self,
+        redis_url: str,
+        db_name: str,
+        on_change: ChangeCallback,
+        on_flush: FlushCallback,
+        *,
+        backoff: Backoff | None = None,
+        client_name: str = "zero_sudo_bus",
     ) -> None:
         super().__init__(on_change, on_flush)
         self.redis_url = redis_url
+        self.client_name = client_name
         self.channel = bus_channel(db_name)
         self.backoff = backoff or Backoff()
         self.connected = asyncio.Event()
@@ -132,7 +140,9 @@ class AsyncBusSubscriber(BusDispatcher):
                 await asyncio.sleep(delay)
 
     async def _subscribe_and_listen(self) -> None:
-        client = redis.asyncio.Redis.from_url(self.redis_url, health_check_interval=HEALTH_CHECK_INTERVAL_S, socket_keepalive=True)
+        client = redis.asyncio.Redis.from_url(
+            self.redis_url, health_check_interval=HEALTH_CHECK_INTERVAL_S, socket_keepalive=True, client_name=self.client_name
+        )
         try:
             async with client.pubsub() as pubsub:
                 await pubsub.subscribe(self.channel)
@@ -169,16 +179,17 @@ class ThreadedBusSubscriber(BusDispatcher):
         *,
         on_connection_change: Callable[[bool], None] | None = None,
         backoff: Backoff | None = None,
-        thread_name: str = "zero_sudo.bus",
+        client_name: str = "zero_sudo_bus",
     ) -> None:
         super().__init__(on_change, on_flush)
         self.redis_url = redis_url
+        self.client_name = client_name
         self.channel = bus_channel(db_name)
         self.backoff = backoff or Backoff()
         self.on_connection_change = on_connection_change
         self.connected = threading.Event()
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
+        self._thread = threading.Thread(target=self._run, name=client_name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -213,7 +224,9 @@ class ThreadedBusSubscriber(BusDispatcher):
                 self._stopping.wait(self.backoff.next_delay())
 
     def _subscribe_and_listen(self) -> None:
-        client = redis.Redis.from_url(self.redis_url, health_check_interval=HEALTH_CHECK_INTERVAL_S, socket_keepalive=True)
+        client = redis.Redis.from_url(
+            self.redis_url, health_check_interval=HEALTH_CHECK_INTERVAL_S, socket_keepalive=True, client_name=self.client_name
+        )
         try:
             with client.pubsub() as pubsub:
                 pubsub.subscribe(self.channel)

@@ -45,7 +45,7 @@ from zero_sudo_bus.protocol import (
 )
 
 from .coalescing import Coalescer, Drained
-from .errors import ConnectionLost
+from .errors import ConfigurationError, ConnectionLost
 from .logs import LogThrottle, configure_logging
 from .ops_http import OpsServer
 from .runtime import run_daemon, supervise, wait_or_stop
@@ -54,6 +54,9 @@ from .settings import Settings, resolve_settings
 _logger = logging.getLogger("zero_sudo.relay")
 
 LEADER_LOCK_KEY = deterministic_hash("zero_sudo.relay", "leader")
+
+# How the relay's connections show in pg_stat_activity and Redis CLIENT LIST.
+CLIENT_NAME = "zero_sudo_relay"
 
 # A standby retries the leader lock this often: takeover happens within one interval of the
 # active replica's backend going away, well inside the 2 s promise, for 4 cheap queries/s.
@@ -130,7 +133,11 @@ class Relay:
         await supervise("relay", lambda: self._run_epoch(stopping), stopping, TRANSIENT_ERRORS, on_failure=on_failure)
 
     async def _run_epoch(self, stopping: asyncio.Event) -> None:
-        pg = await asyncpg.connect(**self.settings.pg_connect_kwargs(), timeout=KEEPALIVE_TIMEOUT_S * 2)
+        pg = await asyncpg.connect(
+            **self.settings.pg_connect_kwargs(),
+            timeout=KEEPALIVE_TIMEOUT_S * 2,
+            server_settings={"application_name": CLIENT_NAME},
+        )
         lost = asyncio.Event()
         pg.add_termination_listener(lambda _conn: lost.set())
         try:
@@ -143,6 +150,7 @@ class Relay:
                 retry=Retry(NoBackoff(), 0),  # no silent reconnect: a reconnect must flush
                 socket_keepalive=True,
                 socket_connect_timeout=KEEPALIVE_TIMEOUT_S,
+                client_name=CLIENT_NAME,
             )
             try:
                 await self._relay(pg, bus, stopping, lost)
@@ -298,7 +306,11 @@ async def serve(settings: Settings, stopping: asyncio.Event) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    settings = resolve_settings(sys.argv[1:] if argv is None else argv, os.environ, "zero-sudo-relay", __doc__.splitlines()[0])
+    try:
+        settings = resolve_settings(sys.argv[1:] if argv is None else argv, os.environ, "zero-sudo-relay", __doc__.splitlines()[0])
+    except ConfigurationError as exc:
+        print("zero-sudo-relay: %s" % exc, file=sys.stderr)
+        return 2
     configure_logging(settings.log_level, settings.log_format)
     return run_daemon(lambda stopping: serve(settings, stopping))
 

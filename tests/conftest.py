@@ -1,0 +1,192 @@
+"""Shared fixtures: fresh PostgreSQL databases, relay processes and bus recorders, all real."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+import redis
+
+from zero_sudo_bus.protocol import PG_CHANNEL, BusMessage, model_key
+from zero_sudo_bus.subscriber import ThreadedBusSubscriber
+
+PG_HOST = os.environ.get("ZERO_SUDO_DB_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("ZERO_SUDO_DB_PORT", "5432"))
+REDIS_URL = os.environ.get("ZERO_SUDO_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def pg_conninfo(db: str) -> str:
+    return "host=%s port=%d dbname=%s" % (PG_HOST, PG_PORT, db)
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
+    """Poll ``predicate`` until it is truthy; fail the test with ``what`` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def ids_for_payload_of(total_bytes: int, model: str = "res.partner") -> list[int]:
+    """Five-digit IDs whose single WRITE payload is exactly ``total_bytes`` long."""
+    header = len("[%d,2" % model_key(model)) + 1  # + "]"
+    count, rest = divmod(total_bytes - header, 6)  # ",12345"
+    ids = [10000 + i for i in range(count)]
+    if rest:  # widen the last ID by ``rest`` digits
+        ids[-1] = int("9" * (5 + rest))
+    return ids
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def pg_db() -> Iterator[str]:
+    """A fresh, empty database, dropped afterwards (WITH FORCE: relays may still hold it)."""
+    name = "zs_t_" + secrets.token_hex(4)
+    with psycopg.connect(pg_conninfo("postgres"), autocommit=True) as conn:
+        conn.execute('CREATE DATABASE "%s"' % name)
+    yield name
+    with psycopg.connect(pg_conninfo("postgres"), autocommit=True) as conn:
+        conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+
+
+def notify(db: str, *payloads: str) -> None:
+    """Send each payload with a real NOTIFY, committed in one transaction."""
+    with psycopg.connect(pg_conninfo(db)) as conn:
+        for payload in payloads:
+            conn.execute("SELECT pg_notify(%s, %s)", (PG_CHANNEL, payload))
+
+
+class RelayProcess:
+    """A real relay daemon in a subprocess, with its ops port."""
+
+    def __init__(self, db: str) -> None:
+        self.db = db
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "zero_sudo_daemons.relay", "--db-name", db, "--db-host", PG_HOST, "--db-port", str(PG_PORT),
+             "--redis-url", REDIS_URL, "--relay-http-port", str(self.port), "--log-format", "text", "--log-level", "DEBUG"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.output: list[str] = []
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _collect(self) -> None:
+        for line in self.proc.stdout:
+            self.output.append(line)
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path), timeout=2) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError:
+            return 0, ""
+
+    def role(self) -> str | None:
+        status, body = self.get("/healthz")
+        return json.loads(body)["role"] if status in (200, 503) else None
+
+    def metric(self, name: str) -> float:
+        _status, body = self.get("/metrics")
+        total = 0.0
+        for line in body.splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def wait_role(self, role: str, timeout: float = 15.0) -> None:
+        wait_until(lambda: self.role() == role, timeout, what="relay role %s (log: %s)" % (role, "".join(self.output[-20:])))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+@pytest.fixture
+def start_relay() -> Iterator[Callable[[str], RelayProcess]]:
+    relays: list[RelayProcess] = []
+
+    def start(db: str) -> RelayProcess:
+        relay = RelayProcess(db)
+        relays.append(relay)
+        return relay
+
+    yield start
+    for relay in relays:
+        if relay.proc.poll() is None:
+            relay.proc.kill()
+            relay.proc.wait()
+
+
+class BusRecorder:
+    """Records what a real ThreadedBusSubscriber delivers: changes and flush reasons."""
+
+    def __init__(self, db: str) -> None:
+        self.events: list[tuple[str, object]] = []
+        self._lock = threading.Lock()
+        self.subscriber = ThreadedBusSubscriber(REDIS_URL, db, self._on_change, self._on_flush)
+
+    def _on_change(self, message: BusMessage) -> None:
+        with self._lock:
+            self.events.append(("change", message))
+
+    def _on_flush(self, reason: str) -> None:
+        with self._lock:
+            self.events.append(("flush", reason))
+
+    def changes(self) -> list[BusMessage]:
+        with self._lock:
+            return [m for kind, m in self.events if kind == "change"]
+
+    def ids(self) -> list[int]:
+        return [i for m in self.changes() for i in m.ids]
+
+    def flushes(self) -> list[str]:
+        with self._lock:
+            return [r for kind, r in self.events if kind == "flush"]
+
+
+@pytest.fixture
+def bus_recorder() -> Iterator[Callable[[str], BusRecorder]]:
+    recorders: list[BusRecorder] = []
+
+    def make(db: str) -> BusRecorder:
+        recorder = BusRecorder(db)
+        recorder.subscriber.start()
+        wait_until(recorder.subscriber.connected.is_set, what="bus subscriber connected")
+        recorders.append(recorder)
+        return recorder
+
+    yield make
+    for recorder in recorders:
+        recorder.subscriber.stop()
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client
+    client.close()
