@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .lockhash import BIGINT_MAX, BIGINT_MIN, deterministic_hash
 
@@ -54,6 +56,12 @@ class Op(enum.IntEnum):
 
 
 _OP_VALUES = frozenset(int(op) for op in Op)
+_OPS_BY_VALUE = {int(op): op for op in Op}
+
+# The exact shape encode_notify_payloads produces (no spaces, no leading zeros). Matching it
+# with one C regex call and splitting is about three times cheaper than json.loads plus the
+# per-element checks; anything else takes the general JSON path, which classifies rejections.
+_CANONICAL_PAYLOAD = re.compile(r"\[(-?[1-9][0-9]{0,18}|0),([123])((?:,[1-9][0-9]{0,18})+)\]")
 
 
 class FlushReason(str, enum.Enum):
@@ -88,9 +96,12 @@ class Rejected:
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class ChangeBatch:
-    """A decoded NOTIFY payload: these IDs of this model went through ``op``."""
+class ChangeBatch(NamedTuple):
+    """A decoded NOTIFY payload: these IDs of this model went through ``op``.
+
+    A NamedTuple rather than a frozen dataclass: one is built per NOTIFY on the relay's hot
+    path, and a tuple is built in C.
+    """
 
     model_key: int
     op: Op
@@ -135,6 +146,17 @@ def encode_notify_payloads(model: int | str, op: Op, ids: Iterable[int]) -> Iter
 
 def decode_notify_payload(payload: str | bytes) -> ChangeBatch | Rejected:
     """Decode one NOTIFY payload; anything off the format becomes a :class:`Rejected`."""
+    if type(payload) is str and len(payload) <= MAX_PAYLOAD_BYTES:
+        match = _CANONICAL_PAYLOAD.fullmatch(payload)
+        if match is not None:
+            key = int(match.group(1))
+            ids = tuple(map(int, match.group(3)[1:].split(",")))
+            if BIGINT_MIN <= key <= BIGINT_MAX and max(ids) <= MAX_RECORD_ID:
+                return ChangeBatch(key, _OPS_BY_VALUE[int(match.group(2))], ids)
+    return _decode_general(payload)
+
+
+def _decode_general(payload: object) -> ChangeBatch | Rejected:
     if isinstance(payload, bytes):
         size = len(payload)
     elif isinstance(payload, str):
@@ -164,7 +186,7 @@ def decode_notify_payload(payload: str | bytes) -> ChangeBatch | Rejected:
     for record_id in ids:
         if not MIN_RECORD_ID <= record_id <= MAX_RECORD_ID:
             return Rejected("bad_id", str(record_id)[:40])
-    return ChangeBatch(key, Op(op), tuple(ids))
+    return ChangeBatch(key, _OPS_BY_VALUE[op], tuple(ids))
 
 
 @dataclass(frozen=True, slots=True)

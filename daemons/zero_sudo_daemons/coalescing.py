@@ -55,7 +55,8 @@ class Coalescer:
             return False  # the flush, published after this moment, covers these IDs
         bucket = self._pending.setdefault((batch.model_key, batch.op), {})
         before = len(bucket)
-        bucket.update(dict.fromkeys(batch.ids))
+        for record_id in batch.ids:
+            bucket[record_id] = None
         self.pending_ids += len(bucket) - before
         if self.pending_ids > self.max_pending_ids:
             self.require_flush()

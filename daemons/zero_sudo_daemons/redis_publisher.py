@@ -1,0 +1,95 @@
+"""A lean, pipelined Redis connection that only PUBLISHes and PINGs: the relay's hot path.
+
+Measured on this project's 2-core machine (README, "Driver choices"): redis-py's asyncio
+client spends about 100 µs of CPU per PUBLISH, this writer about 40 µs, with the replies
+parsed by hiredis (C) in both. At ten thousand NOTIFYs a second that difference is most of
+what the relay costs PostgreSQL. It is one connection, with no silent reconnect: when it
+breaks, the relay's epoch ends and the next epoch starts with a flush, as it must.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import hiredis
+from redis.asyncio.connection import parse_url
+
+from .errors import ConfigurationError, ConnectionLost, ZeroSudoDaemonError
+
+READ_CHUNK = 65536
+
+
+class RedisReplyError(ZeroSudoDaemonError):
+    """Redis answered a command with an error (wrong password, wrong type, ...): not transient."""
+
+
+def encode_command(*parts: bytes) -> bytes:
+    """One command in RESP, Redis's wire format: an array of bulk strings."""
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
+    return b"".join(out)
+
+
+class RedisPublisher:
+    """One Redis connection, commands pipelined, replies read in order."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._parser = hiredis.Reader()
+        self._lock = asyncio.Lock()  # the keepalive PING and the publisher share the connection
+
+    @classmethod
+    async def connect(cls, url: str, client_name: str, timeout: float) -> RedisPublisher:
+        """Connect, authenticate, select the database and name the client, as the URL says."""
+        try:
+            options = parse_url(url)
+        except ValueError as exc:
+            raise ConfigurationError("bad redis_url %r: %s" % (url, exc)) from None
+        if "path" in options:
+            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(options["path"]), timeout)
+        else:
+            host, port = options.get("host", "127.0.0.1"), options.get("port", 6379)
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        publisher = cls(reader, writer)
+        setup: list[bytes] = []
+        if options.get("password"):
+            credentials = [options["username"].encode()] if options.get("username") else []
+            setup.append(encode_command(b"AUTH", *credentials, options["password"].encode()))
+        if options.get("db"):
+            setup.append(encode_command(b"SELECT", str(options["db"]).encode()))
+        setup.append(encode_command(b"CLIENT", b"SETNAME", client_name.encode()))
+        await asyncio.wait_for(publisher._execute(setup), timeout)
+        return publisher
+
+    async def publish_many(self, channel: str, messages: Sequence[bytes]) -> None:
+        """PUBLISH every message to ``channel`` in one write, then read every reply."""
+        name = channel.encode()
+        await self._execute([encode_command(b"PUBLISH", name, message) for message in messages])
+
+    async def ping(self) -> None:
+        await self._execute([encode_command(b"PING")])
+
+    async def close(self) -> None:
+        self._writer.close()
+        try:
+            await self._writer.wait_closed()
+        except OSError:
+            pass
+
+    async def _execute(self, commands: Sequence[bytes]) -> None:
+        async with self._lock:
+            self._writer.writelines(commands)
+            await self._writer.drain()
+            for _ in commands:
+                reply = self._parser.gets()
+                while reply is False:
+                    chunk = await self._reader.read(READ_CHUNK)
+                    if not chunk:
+                        raise ConnectionLost("Redis closed the connection")
+                    self._parser.feed(chunk)
+                    reply = self._parser.gets()
+                if isinstance(reply, hiredis.ReplyError):
+                    raise RedisReplyError(str(reply))
