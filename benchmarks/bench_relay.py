@@ -3,7 +3,8 @@
 In one run, on one machine whose two cores PostgreSQL, pgbench and the listeners share:
 
 (a) pgbench commits ``pg_notify`` transactions as fast as PostgreSQL takes them (several
-    client connections) for a fixed time while a bare asyncpg listener only counts them;
+    client connections) for a fixed time while a bare listener (the relay's own driver,
+    psycopg2 on uvloop) only counts them;
 (b) the same load with the relay attached and a Redis subscriber counting what arrives;
     (a) and (b) alternate for several rounds and the medians are compared;
 (c) at half of (b)'s rate, each event is timed from its transaction to the Redis subscriber:
@@ -32,11 +33,11 @@ import tempfile
 import time
 import urllib.request
 
-import asyncpg
 import hiredis
 import uvloop
 
 from zero_sudo_bus.protocol import PG_CHANNEL, bus_channel, model_key
+from zero_sudo_daemons.pg_async import AsyncPgConnection
 
 PG_HOST = os.environ.get("ZERO_SUDO_DB_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("ZERO_SUDO_DB_PORT", "5432"))
@@ -96,12 +97,13 @@ async def run_pgbench(db: str, script: str, seconds: int, clients: int, rate: fl
 
 async def phase_bare(db: str, script: str, seconds: int, clients: int) -> tuple[float, int, int]:
     counter = Counter()
-    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, database=db)
-    await conn.add_listener(PG_CHANNEL, lambda *_args: counter.add([0]))
+    conn = await AsyncPgConnection.connect(5.0, host=PG_HOST, port=PG_PORT, dbname=db)
+    conn.listen_with(lambda batch: counter.add([0] * len(batch)))
+    await conn.execute('LISTEN "%s"' % PG_CHANNEL)
     started = time.time()
     committed = await run_pgbench(db, script, seconds, clients)
     await counter.settle()
-    await conn.close()
+    conn.close()
     return counter.count / (counter.last_at - started), committed, counter.count
 
 
@@ -196,7 +198,7 @@ async def main() -> None:
     args = parser.parse_args()
 
     db = "zs_bench_relay_" + secrets.token_hex(3)
-    admin = await asyncpg.connect(host=PG_HOST, port=PG_PORT, database="postgres")
+    admin = await AsyncPgConnection.connect(5.0, host=PG_HOST, port=PG_PORT, dbname="postgres")
     await admin.execute('CREATE DATABASE "%s"' % db)
     try:
         with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as handle:
@@ -221,7 +223,7 @@ async def main() -> None:
         os.unlink(handle.name)
     finally:
         await admin.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % db)
-        await admin.close()
+        admin.close()
     print("BENCH relay bare_listener_tps=%.0f relay_tps=%.0f ratio=%.3f lost=%d p50_ms=%.2f p99_ms=%.2f"
           % (bare, relay, relay / bare, lost_total, p50, p99))
 

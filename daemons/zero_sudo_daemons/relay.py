@@ -26,7 +26,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-import asyncpg
+import psycopg2
+import psycopg2.extensions
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from zero_sudo_bus.lockhash import deterministic_hash
@@ -45,6 +46,7 @@ from .coalescing import Coalescer, Drained
 from .errors import ConfigurationError, ConnectionLost
 from .logs import LogThrottle, configure_logging
 from .ops_http import OpsServer
+from .pg_async import AsyncPgConnection
 from .redis_publisher import RedisPublisher
 from .runtime import run_daemon, supervise, wait_or_stop
 from .settings import Settings, resolve_settings
@@ -73,14 +75,7 @@ KEEPALIVE_TIMEOUT_S = 2.0
 
 # Failures that mean "a server or the network went away": retried. (A lost Redis connection
 # raises ConnectionLost, a TransientError, which the supervisor always retries.)
-TRANSIENT_ERRORS = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CannotConnectNowError,
-)
+TRANSIENT_ERRORS = (OSError, asyncio.TimeoutError, psycopg2.OperationalError)
 
 
 class RelayMetrics:
@@ -137,13 +132,8 @@ class Relay:
         await supervise("relay", lambda: self._run_epoch(stopping), stopping, TRANSIENT_ERRORS, on_failure=on_failure)
 
     async def _run_epoch(self, stopping: asyncio.Event) -> None:
-        pg = await asyncpg.connect(
-            **self.settings.pg_connect_kwargs(),
-            timeout=KEEPALIVE_TIMEOUT_S * 2,
-            server_settings={"application_name": CLIENT_NAME},
-        )
-        lost = asyncio.Event()
-        pg.add_termination_listener(lambda _conn: lost.set())
+        pg = await AsyncPgConnection.connect(KEEPALIVE_TIMEOUT_S * 2, application_name=CLIENT_NAME, **self.settings.libpq_kwargs())
+        lost = pg.lost
         try:
             self.role = "standby"
             if not await self._become_leader(pg, stopping, lost):
@@ -155,20 +145,21 @@ class Relay:
                 await bus.close()
         finally:
             self.metrics.active.set(0)
-            await _close_quietly(pg)
+            pg.close()
 
-    async def _become_leader(self, pg: asyncpg.Connection, stopping: asyncio.Event, lost: asyncio.Event) -> bool:
+    async def _become_leader(self, pg: AsyncPgConnection, stopping: asyncio.Event, lost: asyncio.Event) -> bool:
         """Poll the leader lock until held (True) or until asked to stop (False)."""
-        while not await pg.fetchval("SELECT pg_try_advisory_lock($1)", LEADER_LOCK_KEY, timeout=KEEPALIVE_TIMEOUT_S):
+        while not await pg.fetchval("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,), KEEPALIVE_TIMEOUT_S):
             if lost.is_set():
                 raise ConnectionLost("PostgreSQL connection lost while standing by")
             if await wait_or_stop(stopping, LEADER_POLL_S):
                 return False
         return True
 
-    async def _relay(self, pg: asyncpg.Connection, bus: RedisPublisher, stopping: asyncio.Event, lost: asyncio.Event) -> None:
+    async def _relay(self, pg: AsyncPgConnection, bus: RedisPublisher, stopping: asyncio.Event, lost: asyncio.Event) -> None:
         self._start_epoch()
-        await pg.add_listener(PG_CHANNEL, self._on_notify)
+        pg.listen_with(self._on_notifications)
+        await pg.execute('LISTEN "%s"' % PG_CHANNEL, KEEPALIVE_TIMEOUT_S)
         self.role = "active"
         self.metrics.active.set(1)
         _logger.info("relay active epoch=%s pg_channel=%s redis_channel=%s", self.epoch, PG_CHANNEL, self.channel)
@@ -185,7 +176,7 @@ class Relay:
             if lost.is_set():
                 raise ConnectionLost("PostgreSQL connection lost")
             # Graceful stop: accept no more, let the publisher send what is pending, let go.
-            await pg.remove_listener(PG_CHANNEL, self._on_notify)
+            await pg.execute("UNLISTEN *", KEEPALIVE_TIMEOUT_S)
             self._closing = True
             self._wakeup.set()
             await asyncio.wait_for(publisher, KEEPALIVE_TIMEOUT_S)
@@ -210,26 +201,31 @@ class Relay:
         self._wakeup.set()
 
     # -- receiving ---------------------------------------------------------------------
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        self.metrics.notifications.inc()
-        decoded = decode_notify_payload(payload)
-        if isinstance(decoded, Rejected):
-            self.metrics.rejected.labels(decoded.reason).inc()
-            suppressed = self._log_throttle.allow(decoded.reason)
-            if suppressed is not None:
-                _logger.warning(
-                    "rejected NOTIFY payload reason=%s detail=%s head=%r suppressed_since_last=%d",
-                    decoded.reason,
-                    decoded.detail,
-                    payload[:80],
-                    suppressed,
-                )
-            return
-        if self._coalescer.add(decoded, time.perf_counter()):
-            self.metrics.overflows.inc()
-            self._flush_reason = "overflow"
-            _logger.warning("relay buffer overflow: pending IDs replaced by a flush")
+    def _on_notifications(self, batch: Sequence[psycopg2.extensions.Notify]) -> None:
+        """Everything libpq read in one poll: decode, buffer, wake the publisher once."""
+        self.metrics.notifications.inc(len(batch))
+        now = time.perf_counter()
+        for notify in batch:
+            decoded = decode_notify_payload(notify.payload)
+            if isinstance(decoded, Rejected):
+                self._reject(decoded, notify.payload)
+            elif self._coalescer.add(decoded, now):
+                self.metrics.overflows.inc()
+                self._flush_reason = "overflow"
+                _logger.warning("relay buffer overflow: pending IDs replaced by a flush")
         self._wakeup.set()
+
+    def _reject(self, rejected: Rejected, payload: str) -> None:
+        self.metrics.rejected.labels(rejected.reason).inc()
+        suppressed = self._log_throttle.allow(rejected.reason)
+        if suppressed is not None:
+            _logger.warning(
+                "rejected NOTIFY payload reason=%s detail=%s head=%r suppressed_since_last=%d",
+                rejected.reason,
+                rejected.detail,
+                payload[:80],
+                suppressed,
+            )
 
     # -- publishing --------------------------------------------------------------------
     async def _publish_forever(self, bus: RedisPublisher) -> None:
@@ -274,18 +270,11 @@ class Relay:
         self._seq += 1
         return seq
 
-    async def _keepalive(self, pg: asyncpg.Connection, bus: RedisPublisher) -> None:
+    async def _keepalive(self, pg: AsyncPgConnection, bus: RedisPublisher) -> None:
         while True:
             await asyncio.sleep(KEEPALIVE_S)
-            await pg.fetchval("SELECT 1", timeout=KEEPALIVE_TIMEOUT_S)
+            await pg.fetchval("SELECT 1", (), KEEPALIVE_TIMEOUT_S)
             await asyncio.wait_for(bus.ping(), KEEPALIVE_TIMEOUT_S)
-
-
-async def _close_quietly(pg: asyncpg.Connection) -> None:
-    try:
-        await asyncio.wait_for(pg.close(), KEEPALIVE_TIMEOUT_S)
-    except (*TRANSIENT_ERRORS, asyncpg.PostgresError):
-        pg.terminate()
 
 
 async def serve(settings: Settings, stopping: asyncio.Event) -> None:

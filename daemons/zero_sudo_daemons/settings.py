@@ -60,9 +60,9 @@ class Settings:
     relay_http_port: int
     relay_max_pending_ids: int
 
-    def pg_connect_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for asyncpg.connect (empty user/password: libpq's defaults)."""
-        kwargs: dict[str, Any] = {"host": self.db_host, "port": self.db_port, "database": self.db_name}
+    def libpq_kwargs(self) -> dict[str, Any]:
+        """libpq connection keywords (empty user/password: libpq's own defaults)."""
+        kwargs: dict[str, Any] = {"host": self.db_host, "port": self.db_port, "dbname": self.db_name}
         if self.db_user:
             kwargs["user"] = self.db_user
         if self.db_password:
