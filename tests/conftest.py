@@ -80,12 +80,12 @@ def notify(db: str, *payloads: str) -> None:
 class RelayProcess:
     """A real relay daemon in a subprocess, with its ops port."""
 
-    def __init__(self, db: str) -> None:
+    def __init__(self, db: str, redis_url: str = REDIS_URL) -> None:
         self.db = db
         self.port = free_port()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "zero_sudo_daemons.relay", "--db-name", db, "--db-host", PG_HOST, "--db-port", str(PG_PORT),
-             "--redis-url", REDIS_URL, "--relay-http-port", str(self.port), "--log-format", "text", "--log-level", "DEBUG"],
+             "--redis-url", redis_url, "--relay-http-port", str(self.port), "--log-format", "text", "--log-level", "DEBUG"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self.output: list[str] = []
@@ -108,12 +108,14 @@ class RelayProcess:
         status, body = self.get("/healthz")
         return json.loads(body)["role"] if status in (200, 503) else None
 
-    def metric(self, name: str) -> float:
+    def metric(self, sample: str) -> float:
+        """The sum of the samples named ``sample``: a metric name, or a name with its labels."""
         _status, body = self.get("/metrics")
         total = 0.0
         for line in body.splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                total += float(line.rsplit(" ", 1)[1])
+            name, _, value = line.rpartition(" ")
+            if name == sample or name.startswith(sample + "{"):
+                total += float(value)
         return total
 
     def wait_role(self, role: str, timeout: float = 15.0) -> None:
@@ -129,8 +131,8 @@ class RelayProcess:
 def start_relay() -> Iterator[Callable[[str], RelayProcess]]:
     relays: list[RelayProcess] = []
 
-    def start(db: str) -> RelayProcess:
-        relay = RelayProcess(db)
+    def start(db: str, redis_url: str = REDIS_URL) -> RelayProcess:
+        relay = RelayProcess(db, redis_url)
         relays.append(relay)
         return relay
 
@@ -144,10 +146,10 @@ def start_relay() -> Iterator[Callable[[str], RelayProcess]]:
 class BusRecorder:
     """Records what a real ThreadedBusSubscriber delivers: changes and flush reasons."""
 
-    def __init__(self, db: str) -> None:
+    def __init__(self, db: str, redis_url: str = REDIS_URL) -> None:
         self.events: list[tuple[str, object]] = []
         self._lock = threading.Lock()
-        self.subscriber = ThreadedBusSubscriber(REDIS_URL, db, self._on_change, self._on_flush)
+        self.subscriber = ThreadedBusSubscriber(redis_url, db, self._on_change, self._on_flush)
 
     def _on_change(self, message: BusMessage) -> None:
         with self._lock:
@@ -173,8 +175,8 @@ class BusRecorder:
 def bus_recorder() -> Iterator[Callable[[str], BusRecorder]]:
     recorders: list[BusRecorder] = []
 
-    def make(db: str) -> BusRecorder:
-        recorder = BusRecorder(db)
+    def make(db: str, redis_url: str = REDIS_URL) -> BusRecorder:
+        recorder = BusRecorder(db, redis_url)
         recorder.subscriber.start()
         wait_until(recorder.subscriber.connected.is_set, what="bus subscriber connected")
         recorders.append(recorder)
@@ -190,3 +192,42 @@ def redis_client() -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(REDIS_URL)
     yield client
     client.close()
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free port, so it can be stopped and restarted
+    without disturbing anyone else using the machine's Redis."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = "redis://127.0.0.1:%d/0" % self.port
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port)
+        wait_until(lambda: _pings(client), what="private redis-server up")
+        client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.exceptions.ConnectionError:
+        return False
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    server = PrivateRedis()
+    server.start()
+    yield server
+    server.stop()

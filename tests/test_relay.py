@@ -222,3 +222,50 @@ async def _until(predicate, timeout=10.0):
         if time.monotonic() > deadline:
             pytest.fail("timed out")
         await asyncio.sleep(0.01)
+
+
+def test_redis_restarted_under_relay_and_subscriber(pg_db, start_relay, bus_recorder, private_redis):
+    relay = start_relay(pg_db, private_redis.url)
+    relay.wait_role("active")
+    recorder = bus_recorder(pg_db, private_redis.url)
+    notify(pg_db, payload(1))
+    wait_until(lambda: recorder.ids() == [1], what="relayed before the restart")
+    private_redis.stop()
+    wait_until(lambda: relay.role() == "recovering", what="the relay noticing Redis is gone")
+    assert relay.get("/healthz")[0] == 503
+    notify(pg_db, payload(2))  # committed while Redis is down: lost, so a flush must follow
+    private_redis.start()
+    relay.wait_role("active")
+    # Whichever comes back first, the subscriber flushes: on its own resubscribe, or on the
+    # relay's new epoch if it was already subscribed when the relay published it.
+    wait_until(lambda: recorder.flushes().count("reconnect") == 2, what="the subscriber's flush on resubscribing")
+    assert relay.metric('zero_sudo_relay_epochs_total{reason="recover"}') >= 1
+    notify(pg_db, payload(3))
+    wait_until(lambda: 3 in recorder.ids(), what="relaying after the restart")
+    assert relay.proc.poll() is None
+
+
+def test_launcher_runs_the_relay_and_stops_it_on_sigterm(pg_db):
+    import subprocess
+    import sys
+
+    from conftest import PG_HOST, free_port
+
+    port = free_port()
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "zero_sudo_daemons.launcher", "--db-name", pg_db, "--db-host", PG_HOST, "--relay-http-port", str(port), "--log-format", "text"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    import urllib.request
+
+    def active():
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % port, timeout=1) as resp:
+                return json.loads(resp.read())["role"] == "active"
+        except OSError:
+            return False
+
+    wait_until(active, timeout=20, what="relay started by the launcher")
+    launcher.send_signal(signal.SIGTERM)
+    assert launcher.wait(30) == 0
+    assert "relay stopped" in launcher.stderr.read()
