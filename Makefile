@@ -7,7 +7,10 @@ PY     := $(VENV)/bin/python
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  echo "venv: $(PYTHON) cannot create virtual environments; installing python3-venv"; \
+	  apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); } \
+	  || { echo "venv: cannot create $(VENV): install python3-venv (apt-get install python3-venv)"; exit 1; }
 	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,bench]"
 	touch $@
 
