@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test test-daemons test-odoo services venv bench-relay bench-drivers
+.PHONY: run test lint test-daemons test-odoo services venv bench-relay bench-drivers
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -21,10 +21,14 @@ services:
 run: venv services
 	$(VENV)/bin/zero-sudo-daemons
 
-## The whole test suite: daemons and shared library, then the Odoo suites when Odoo is found.
-test: venv services
+## The whole test suite: lint, the Odoo suites when Odoo is found, then daemons and library.
+test: venv services lint
 	bash scripts/odoo_tests.sh
 	$(PY) -m pytest tests/
+
+lint: venv
+	$(VENV)/bin/ruff check daemons tests benchmarks
+	$(VENV)/bin/ruff format --check daemons tests benchmarks
 
 test-daemons: venv services
 	$(PY) -m pytest tests/

@@ -35,7 +35,9 @@ def conninfo(db: str) -> str:
 async def send_backlog(db: str, count: int) -> None:
     """Commit the backlog from another process (psql), so its CPU is not counted here."""
     sql = "SELECT count(pg_notify('%s', '[1,2,' || i || ']')) FROM generate_series(1, %d) AS i" % (CHANNEL, count)
-    proc = await asyncio.create_subprocess_exec("psql", "-qAt", "-h", PG_HOST, "-p", str(PG_PORT), "-d", db, "-c", sql, stdout=asyncio.subprocess.DEVNULL)
+    proc = await asyncio.create_subprocess_exec(
+        "psql", "-qAt", "-h", PG_HOST, "-p", str(PG_PORT), "-d", db, "-c", sql, stdout=asyncio.subprocess.DEVNULL
+    )
     if await proc.wait() != 0:
         raise SystemExit("psql failed to send the backlog")
 
@@ -125,12 +127,17 @@ async def main() -> None:
         medians = {}
         for name, runs in results.items():
             medians[name] = statistics.median(cpu for cpu, _rate in runs)
-            print("%-9s CPU %.2f µs/notification (median of %d), %.0f notifications/s wall"
-                  % (name, medians[name], len(runs), statistics.median(rate for _cpu, rate in runs)))
+            print(
+                "%-9s CPU %.2f µs/notification (median of %d), %.0f notifications/s wall"
+                % (name, medians[name], len(runs), statistics.median(rate for _cpu, rate in runs))
+            )
     finally:
         with psycopg.connect(conninfo("postgres"), autocommit=True) as admin:
             admin.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % db)
-    print("BENCH pg_listen asyncpg_us=%.2f psycopg3_us=%.2f psycopg2_us=%.2f" % (medians["asyncpg"], medians["psycopg3"], medians["psycopg2"]))
+    print(
+        "BENCH pg_listen asyncpg_us=%.2f psycopg3_us=%.2f psycopg2_us=%.2f"
+        % (medians["asyncpg"], medians["psycopg3"], medians["psycopg2"])
+    )
 
 
 if __name__ == "__main__":

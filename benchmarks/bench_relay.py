@@ -130,8 +130,23 @@ class RelayUnderTest:
 
     async def __aenter__(self) -> RelayUnderTest:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "zero_sudo_daemons.relay", "--db-name", self.db, "--db-host", PG_HOST, "--db-port", str(PG_PORT),
-             "--redis-url", REDIS_URL, "--relay-http-port", str(self.port), "--log-level", "WARNING"],
+            [
+                sys.executable,
+                "-m",
+                "zero_sudo_daemons.relay",
+                "--db-name",
+                self.db,
+                "--db-host",
+                PG_HOST,
+                "--db-port",
+                str(PG_PORT),
+                "--redis-url",
+                REDIS_URL,
+                "--relay-http-port",
+                str(self.port),
+                "--log-level",
+                "WARNING",
+            ],
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -186,7 +201,11 @@ async def phase_relay(db: str, script: str, seconds: int, clients: int, rate: fl
         await counter.settle()
         cpu_used = cpu_seconds(relay.proc.pid) - cpu_before
         task.cancel()
-    print("    relay CPU under load: %.1f µs per event, %.0f%% of one core" % (cpu_used / max(1, counter.count) * 1e6, 100 * cpu_used / (counter.last_at - started)), flush=True)
+    print(
+        "    relay CPU under load: %.1f µs per event, %.0f%% of one core"
+        % (cpu_used / max(1, counter.count) * 1e6, 100 * cpu_used / (counter.last_at - started)),
+        flush=True,
+    )
     return counter.count / (counter.last_at - started), committed, counter
 
 
@@ -211,21 +230,29 @@ async def main() -> None:
             lost_total += lost
             bare_rates.append(bare_tps)
             relay_rates.append(relay_tps)
-            print("round %d: (a) bare listener %.0f/s (%d of %d) | (b) relay %.0f/s (%d of %d, lost %d)"
-                  % (round_no, bare_tps, bare_count, bare_committed, relay_tps, len(counter.ids), committed, lost), flush=True)
+            print(
+                "round %d: (a) bare listener %.0f/s (%d of %d) | (b) relay %.0f/s (%d of %d, lost %d)"
+                % (round_no, bare_tps, bare_count, bare_committed, relay_tps, len(counter.ids), committed, lost),
+                flush=True,
+            )
         bare, relay = statistics.median(bare_rates), statistics.median(relay_rates)
         target_rate = relay / 2
         _tps, committed, counter = await phase_relay(db, handle.name, args.seconds, args.clients, rate=target_rate)
         lost_total += committed - len(counter.ids)
         p50, p99 = percentile(counter.latencies_ms, 0.50), percentile(counter.latencies_ms, 0.99)
-        print("(c) at %.0f/s: %d events, commit-to-subscriber p50 %.2f ms, p99 %.2f ms, max %.2f ms"
-              % (target_rate, len(counter.latencies_ms), p50, p99, max(counter.latencies_ms)), flush=True)
+        print(
+            "(c) at %.0f/s: %d events, commit-to-subscriber p50 %.2f ms, p99 %.2f ms, max %.2f ms"
+            % (target_rate, len(counter.latencies_ms), p50, p99, max(counter.latencies_ms)),
+            flush=True,
+        )
         os.unlink(handle.name)
     finally:
         await admin.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % db)
         admin.close()
-    print("BENCH relay bare_listener_tps=%.0f relay_tps=%.0f ratio=%.3f lost=%d p50_ms=%.2f p99_ms=%.2f"
-          % (bare, relay, relay / bare, lost_total, p50, p99))
+    print(
+        "BENCH relay bare_listener_tps=%.0f relay_tps=%.0f ratio=%.3f lost=%d p50_ms=%.2f p99_ms=%.2f"
+        % (bare, relay, relay / bare, lost_total, p50, p99)
+    )
 
 
 if __name__ == "__main__":

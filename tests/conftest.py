@@ -84,9 +84,28 @@ class RelayProcess:
         self.db = db
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "zero_sudo_daemons.relay", "--db-name", db, "--db-host", PG_HOST, "--db-port", str(PG_PORT),
-             "--redis-url", redis_url, "--relay-http-port", str(self.port), "--log-format", "text", "--log-level", "DEBUG"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "zero_sudo_daemons.relay",
+                "--db-name",
+                db,
+                "--db-host",
+                PG_HOST,
+                "--db-port",
+                str(PG_PORT),
+                "--redis-url",
+                redis_url,
+                "--relay-http-port",
+                str(self.port),
+                "--log-format",
+                "text",
+                "--log-level",
+                "DEBUG",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         self.output: list[str] = []
         threading.Thread(target=self._collect, daemon=True).start()

@@ -5,7 +5,6 @@ import json
 import pytest
 
 from conftest import ids_for_payload_of
-
 from zero_sudo_bus.protocol import (
     MAX_IDS_PER_BUS_MESSAGE,
     MAX_PAYLOAD_BYTES,

@@ -12,7 +12,6 @@ import pytest
 from conftest import ids_for_payload_of, notify, pg_conninfo, wait_until
 from zero_sudo_bus.protocol import (
     MAX_PAYLOAD_BYTES,
-    PG_CHANNEL,
     Op,
     bus_channel,
     encode_change_message,
@@ -63,8 +62,24 @@ def test_malformed_payloads_are_counted_while_good_ones_flow(pg_db, start_relay,
     relay = start_relay(pg_db)
     relay.wait_role("active")
     recorder = bus_recorder(pg_db)
-    garbage = ["", "garbage", "{}", "[]", "[1,2]", "[1,2,3.5]", '[1,2,"3"]', "[1,2,[3]]", "[1,2,true]", "[1,9,3]",
-               "[1,2,0]", "[1,2,-4]", '{"ids":[1]}', "[" * 3000, "\u00e9\u00e9", "[1,2,1e400]"]
+    garbage = [
+        "",
+        "garbage",
+        "{}",
+        "[]",
+        "[1,2]",
+        "[1,2,3.5]",
+        '[1,2,"3"]',
+        "[1,2,[3]]",
+        "[1,2,true]",
+        "[1,9,3]",
+        "[1,2,0]",
+        "[1,2,-4]",
+        '{"ids":[1]}',
+        "[" * 3000,
+        "\u00e9\u00e9",
+        "[1,2,1e400]",
+    ]
     mixed = []
     for n, bad in enumerate(garbage, start=1):
         mixed += [bad, payload(n)]
@@ -171,7 +186,11 @@ def test_ops_endpoints_answer_and_refuse_malformed_requests(pg_db, start_relay):
     status, body = relay.get("/metrics")
     assert status == 200 and "zero_sudo_relay_lag_seconds_bucket" in body
     assert relay.get("/nope")[0] == 404
-    for raw, expected in [(b"POST /healthz HTTP/1.1\r\n\r\n", b" 405 "), (b"garbage\r\n\r\n", b" 400 "), (b"GET /" + b"x" * 9000, b" 400 ")]:
+    for raw, expected in [
+        (b"POST /healthz HTTP/1.1\r\n\r\n", b" 405 "),
+        (b"garbage\r\n\r\n", b" 400 "),
+        (b"GET /" + b"x" * 9000, b" 400 "),
+    ]:
         with socket.create_connection(("127.0.0.1", relay.port), timeout=5) as sock:
             sock.sendall(raw)
             if not raw.endswith(b"\r\n\r\n"):
@@ -184,7 +203,9 @@ def test_bad_configuration_is_one_clear_line(pg_db):
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "zero_sudo_daemons.relay", "--db-port", "nope"], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "zero_sudo_daemons.relay", "--db-port", "nope"], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == "zero-sudo-relay: flag --db-port: db_port must be an integer, got 'nope'"
 
@@ -195,11 +216,19 @@ def test_async_subscriber_detects_gaps_and_reconnects(redis_client):
     seen = []
 
     async def scenario():
-        subscriber = AsyncBusSubscriber("redis://127.0.0.1:6379/0", db, lambda m: seen.append(("change", m.seq)), lambda r: seen.append(("flush", r)), client_name="zs_gap_test")
+        subscriber = AsyncBusSubscriber(
+            "redis://127.0.0.1:6379/0",
+            db,
+            lambda m: seen.append(("change", m.seq)),
+            lambda r: seen.append(("flush", r)),
+            client_name="zs_gap_test",
+        )
         task = asyncio.create_task(subscriber.run())
         await asyncio.wait_for(subscriber.connected.wait(), 5)
         for seq in (0, 1, 2, 4):
-            message = encode_flush_message("e1", 0, "start") if seq == 0 else encode_change_message("e1", seq, PARTNER, Op.WRITE, [seq])
+            message = (
+                encode_flush_message("e1", 0, "start") if seq == 0 else encode_change_message("e1", seq, PARTNER, Op.WRITE, [seq])
+            )
             redis_client.publish(channel, message)
         redis_client.publish(channel, b"garbage")
         redis_client.publish(channel, encode_change_message("e2", 9, PARTNER, Op.WRITE, [9]))
@@ -212,7 +241,16 @@ def test_async_subscriber_detects_gaps_and_reconnects(redis_client):
         return subscriber
 
     subscriber = asyncio.run(scenario())
-    assert seen[:8] == [("flush", "reconnect"), ("flush", "start"), ("change", 1), ("change", 2), ("flush", "gap"), ("change", 4), ("flush", "epoch"), ("change", 9)]
+    assert seen[:8] == [
+        ("flush", "reconnect"),
+        ("flush", "start"),
+        ("change", 1),
+        ("change", 2),
+        ("flush", "gap"),
+        ("change", 4),
+        ("flush", "epoch"),
+        ("change", 9),
+    ]
     assert subscriber.rejected == 1
 
 
@@ -253,8 +291,21 @@ def test_launcher_runs_the_relay_and_stops_it_on_sigterm(pg_db):
 
     port = free_port()
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "zero_sudo_daemons.launcher", "--db-name", pg_db, "--db-host", PG_HOST, "--relay-http-port", str(port), "--log-format", "text"],
-        stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "zero_sudo_daemons.launcher",
+            "--db-name",
+            pg_db,
+            "--db-host",
+            PG_HOST,
+            "--relay-http-port",
+            str(port),
+            "--log-format",
+            "text",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
     )
     import urllib.request
 

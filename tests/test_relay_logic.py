@@ -42,7 +42,7 @@ def test_backoff_doubles_with_jitter_up_to_the_cap_and_resets():
     backoff = Backoff(base=0.1, cap=1.0, rng=random.Random(7))
     delays = [backoff.next_delay() for _ in range(8)]
     ceilings = [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0, 1.0]
-    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings))
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
     assert len(set(delays[4:])) == 4, "jitter must spread retries"
     backoff.reset()
     assert backoff.next_delay() <= 0.1
@@ -94,7 +94,9 @@ def test_settings_table_matches_the_frozen_settings():
 
 def test_settings_precedence_flag_env_conf_options_default(tmp_path):
     conf = tmp_path / "odoo.conf"
-    conf.write_text("[options]\ndb_name = from_options\ndb_port = 5433\ndb_user = False\n[zero_sudo]\nredis_url = redis://conf:6379/0\nlog_level = WARNING\n")
+    conf.write_text(
+        "[options]\ndb_name = from_options\ndb_port = 5433\ndb_user = False\n[zero_sudo]\nredis_url = redis://conf:6379/0\nlog_level = WARNING\n"
+    )
     env = {"ZERO_SUDO_CONFIG": str(conf), "ZERO_SUDO_LOG_LEVEL": "DEBUG", "ZERO_SUDO_DB_HOST": "envhost"}
     settings = resolve_settings(["--db-host", "flaghost"], env)
     assert settings.db_host == "flaghost"  # flag beats env

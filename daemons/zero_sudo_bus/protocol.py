@@ -64,7 +64,7 @@ _OPS_BY_VALUE = {int(op): op for op in Op}
 _CANONICAL_PAYLOAD = re.compile(r"\[(-?[1-9][0-9]{0,18}|0),([123])((?:,[1-9][0-9]{0,18})+)\]")
 
 
-class FlushReason(str, enum.Enum):
+class FlushReason(enum.StrEnum):
     """Why everything derived from earlier events must be dropped."""
 
     START = "start"  # relay side: first leadership of this relay process

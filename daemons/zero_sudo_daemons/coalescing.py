@@ -75,4 +75,3 @@ class Coalescer:
         self.flush_required = False
         self.oldest_at = None
         return drained
-

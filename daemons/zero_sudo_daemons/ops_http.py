@@ -22,7 +22,14 @@ READ_TIMEOUT_S = 5.0
 
 HealthCheck = Callable[[], tuple[bool, dict[str, Any]]]
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    503: "Service Unavailable",
+}
 
 
 def _response(status: int, body: bytes, content_type: str, extra_headers: str = "") -> bytes:
@@ -75,7 +82,7 @@ class OpsServer:
         try:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 writer.write(_json(408, {"error": "request head not received in time"}))
                 return
             except (asyncio.LimitOverrunError, asyncio.IncompleteReadError):

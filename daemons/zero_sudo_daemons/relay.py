@@ -85,7 +85,9 @@ class RelayMetrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.notifications = Counter("zero_sudo_relay_notifications", "NOTIFY payloads received", registry=r)
-        self.rejected = Counter("zero_sudo_relay_rejected_payloads", "NOTIFY payloads rejected as malformed", ["reason"], registry=r)
+        self.rejected = Counter(
+            "zero_sudo_relay_rejected_payloads", "NOTIFY payloads rejected as malformed", ["reason"], registry=r
+        )
         self.published = Counter("zero_sudo_relay_messages_published", "Redis messages published", ["kind"], registry=r)
         self.published_ids = Counter("zero_sudo_relay_ids_published", "record IDs published after coalescing", registry=r)
         self.epochs = Counter("zero_sudo_relay_epochs", "epochs started (each begins with a flush)", ["reason"], registry=r)
@@ -132,7 +134,9 @@ class Relay:
         await supervise("relay", lambda: self._run_epoch(stopping), stopping, TRANSIENT_ERRORS, on_failure=on_failure)
 
     async def _run_epoch(self, stopping: asyncio.Event) -> None:
-        pg = await AsyncPgConnection.connect(KEEPALIVE_TIMEOUT_S * 2, application_name=CLIENT_NAME, **self.settings.libpq_kwargs())
+        pg = await AsyncPgConnection.connect(
+            KEEPALIVE_TIMEOUT_S * 2, application_name=CLIENT_NAME, **self.settings.libpq_kwargs()
+        )
         lost = pg.lost
         try:
             self.role = "standby"
@@ -290,7 +294,9 @@ async def serve(settings: Settings, stopping: asyncio.Event) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        settings = resolve_settings(sys.argv[1:] if argv is None else argv, os.environ, "zero-sudo-relay", __doc__.splitlines()[0])
+        settings = resolve_settings(
+            sys.argv[1:] if argv is None else argv, os.environ, "zero-sudo-relay", __doc__.splitlines()[0]
+        )
     except ConfigurationError as exc:
         print("zero-sudo-relay: %s" % exc, file=sys.stderr)
         return 2

@@ -36,7 +36,7 @@ async def wait_or_stop(stopping: asyncio.Event, delay: float) -> bool:
     """Sleep ``delay`` seconds unless ``stopping`` is set first; True if stopping."""
     try:
         await asyncio.wait_for(stopping.wait(), delay)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
     return True
 
