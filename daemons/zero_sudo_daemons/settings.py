@@ -78,7 +78,12 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--config", help="odoo.conf to read the [zero_sudo] section from (env ZERO_SUDO_CONFIG)")
     for option in OPTIONS:
-        parser.add_argument(_flag(option.name), dest=option.name, default=None, help="%s (env %s%s, default %r)" % (option.help, ENV_PREFIX, option.name.upper(), option.default))
+        parser.add_argument(
+            _flag(option.name),
+            dest=option.name,
+            default=None,
+            help="%s (env %s%s, default %r)" % (option.help, ENV_PREFIX, option.name.upper(), option.default),
+        )
     return parser
 
 
