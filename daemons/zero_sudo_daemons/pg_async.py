@@ -55,8 +55,8 @@ class AsyncPgConnection:
         """Route notifications to ``callback`` (None: drop them)."""
         self._on_notifications = callback
 
-    async def fetchval(self, sql: str, params: Sequence[Any] = (), timeout: float = 5.0) -> Any:
-        """Run one statement; the first column of its first row, or None."""
+    async def fetchall(self, sql: str, params: Sequence[Any] = (), timeout: float = 5.0) -> list[tuple[Any, ...]]:
+        """Run one statement; all its rows (none for a statement that returns none)."""
         async with self._query_lock:
             if self.lost.is_set():
                 raise ConnectionLost("PostgreSQL connection lost")
@@ -67,11 +67,15 @@ class AsyncPgConnection:
                 self._mark_lost()
                 raise ConnectionLost("PostgreSQL connection lost: %s" % exc) from exc
             await asyncio.wait_for(self._until_idle(), timeout)
-            row = cursor.fetchone() if cursor.description else None
-            return row[0] if row else None
+            return cursor.fetchall() if cursor.description else []
 
-    async def execute(self, sql: str, timeout: float = 5.0) -> None:
-        await self.fetchval(sql, (), timeout)
+    async def fetchval(self, sql: str, params: Sequence[Any] = (), timeout: float = 5.0) -> Any:
+        """Run one statement; the first column of its first row, or None."""
+        rows = await self.fetchall(sql, params, timeout)
+        return rows[0][0] if rows else None
+
+    async def execute(self, sql: str, params: Sequence[Any] = (), timeout: float = 5.0) -> None:
+        await self.fetchall(sql, params, timeout)
 
     def close(self) -> None:
         self._stop_watching()

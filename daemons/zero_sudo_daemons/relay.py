@@ -163,7 +163,7 @@ class Relay:
     async def _relay(self, pg: AsyncPgConnection, bus: RedisPublisher, stopping: asyncio.Event, lost: asyncio.Event) -> None:
         self._start_epoch()
         pg.listen_with(self._on_notifications)
-        await pg.execute('LISTEN "%s"' % PG_CHANNEL, KEEPALIVE_TIMEOUT_S)
+        await pg.execute('LISTEN "%s"' % PG_CHANNEL, (), KEEPALIVE_TIMEOUT_S)
         self.role = "active"
         self.metrics.active.set(1)
         _logger.info("relay active epoch=%s pg_channel=%s redis_channel=%s", self.epoch, PG_CHANNEL, self.channel)
@@ -180,7 +180,7 @@ class Relay:
             if lost.is_set():
                 raise ConnectionLost("PostgreSQL connection lost")
             # Graceful stop: accept no more, let the publisher send what is pending, let go.
-            await pg.execute("UNLISTEN *", KEEPALIVE_TIMEOUT_S)
+            await pg.execute("UNLISTEN *", (), KEEPALIVE_TIMEOUT_S)
             self._closing = True
             self._wakeup.set()
             await asyncio.wait_for(publisher, KEEPALIVE_TIMEOUT_S)

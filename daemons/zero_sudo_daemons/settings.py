@@ -43,6 +43,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("relay_http_host", str, "127.0.0.1", "relay /healthz and /metrics listen address"),
     Option("relay_http_port", int, 9101, "relay /healthz and /metrics port (0: any free port)"),
     Option("relay_max_pending_ids", int, 1_000_000, "IDs buffered while Redis is slow; beyond, a flush replaces them"),
+    Option("amqp_url", str, "amqp://guest:guest@127.0.0.1:5672/", "RabbitMQ URL for ingestion"),
+    Option("landing_http_host", str, "127.0.0.1", "landing daemon /healthz and /metrics listen address"),
+    Option("landing_http_port", int, 9102, "landing daemon /healthz and /metrics port (0: any free port)"),
+    Option("landing_batch_size", int, 500, "messages landed per transaction at most"),
+    Option("landing_batch_ms", int, 50, "longest wait for a batch to fill before landing what is there"),
+    Option("landing_prefetch", int, 2000, "unacknowledged messages the broker may push (bounds memory)"),
+    Option("poller_http_host", str, "127.0.0.1", "poller /healthz and /metrics listen address"),
+    Option("poller_http_port", int, 9103, "poller /healthz and /metrics port (0: any free port)"),
+    Option("poller_sources", str, "", "JSON file listing the sources to poll (empty: none)"),
+    Option("poller_concurrency", int, 8, "sources fetched at the same time at most"),
+    Option("poller_timeout_ms", int, 10_000, "timeout of one fetch, connect to last byte"),
 )
 
 
@@ -59,6 +70,17 @@ class Settings:
     relay_http_host: str
     relay_http_port: int
     relay_max_pending_ids: int
+    amqp_url: str
+    landing_http_host: str
+    landing_http_port: int
+    landing_batch_size: int
+    landing_batch_ms: int
+    landing_prefetch: int
+    poller_http_host: str
+    poller_http_port: int
+    poller_sources: str
+    poller_concurrency: int
+    poller_timeout_ms: int
 
     def libpq_kwargs(self) -> dict[str, Any]:
         """libpq connection keywords (empty user/password: libpq's own defaults)."""
@@ -144,6 +166,16 @@ def resolve_settings(argv: Sequence[str], environ: Mapping[str, str], prog: str 
     settings = Settings(**values)
     if settings.log_format not in ("json", "text"):
         raise ConfigurationError("log_format must be json or text, got %r" % settings.log_format)
-    if settings.relay_max_pending_ids < 1:
-        raise ConfigurationError("relay_max_pending_ids must be at least 1")
+    for name in (
+        "relay_max_pending_ids",
+        "landing_batch_size",
+        "landing_batch_ms",
+        "landing_prefetch",
+        "poller_concurrency",
+        "poller_timeout_ms",
+    ):
+        if getattr(settings, name) < 1:
+            raise ConfigurationError("%s must be at least 1" % name)
+    if settings.landing_prefetch < settings.landing_batch_size:
+        raise ConfigurationError("landing_prefetch must be at least landing_batch_size, or batches never fill")
     return settings

@@ -1,0 +1,96 @@
+"""The ingestion protocol: how accepted data travels through RabbitMQ, defined once.
+
+Producers (the Odoo controller of ``zero_sudo_ingest``, the poller daemon) publish each
+message, persistent and with publisher confirms, to the durable topic exchange
+:data:`EXCHANGE` with routing key ``<database>.<stream code>``. The landing daemon of that
+database consumes :func:`landing_queue` (bound to ``<database>.#``) and writes each message
+into the addon's landing table, de-duplicated on (stream, external ID). Messages that can
+never land are republished to :data:`DEAD_LETTER_EXCHANGE` with the reason in the
+:data:`REASON_HEADER` header, and stay in :func:`dead_letter_queue` for an operator.
+
+The body is compact JSON: ``{"v":1,"stream":"orders","external_id":"A-17","data":{...}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .protocol import Rejected
+
+INGEST_VERSION = 1
+EXCHANGE = "zero_sudo.ingest"
+DEAD_LETTER_EXCHANGE = "zero_sudo.ingest.dead"
+REASON_HEADER = "x-zero-sudo-reason"
+
+# Stream codes travel in routing keys and URLs: short, lower-case, no dots or slashes.
+STREAM_CODE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+MAX_EXTERNAL_ID_LENGTH = 255  # the landing table's external_id is a varchar(255)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestMessage:
+    """One accepted message: which stream, its unique key there, and the data itself."""
+
+    stream: str
+    external_id: str
+    data: dict[str, Any]
+
+
+def landing_queue(db_name: str) -> str:
+    """The durable queue one database's landing daemon consumes."""
+    return "zero_sudo.ingest.%s" % db_name
+
+
+def dead_letter_queue(db_name: str) -> str:
+    """Where one database's messages that can never land are kept, with their reason."""
+    return "zero_sudo.ingest.%s.dead" % db_name
+
+
+def routing_key(db_name: str, stream: str) -> str:
+    return "%s.%s" % (db_name, stream)
+
+
+def check_stream_code(code: str) -> str:
+    """``code`` if it is a valid stream code, else ValueError."""
+    if not isinstance(code, str) or not STREAM_CODE.fullmatch(code):
+        raise ValueError("stream codes are 1-64 characters of a-z, 0-9, _ and -, starting with a letter or digit")
+    return code
+
+
+def check_external_id(value: object) -> str:
+    """The external ID as a non-empty string of at most 255 characters (ints are accepted)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError("the external ID must be a string or an integer")
+    text = str(value)
+    if not text or len(text) > MAX_EXTERNAL_ID_LENGTH or "\x00" in text:
+        raise ValueError("the external ID must be 1-%d characters without NUL" % MAX_EXTERNAL_ID_LENGTH)
+    return text
+
+
+def encode_ingest_message(message: IngestMessage) -> bytes:
+    body = {"v": INGEST_VERSION, "stream": message.stream, "external_id": message.external_id, "data": message.data}
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def decode_ingest_message(body: bytes) -> IngestMessage | Rejected:
+    """Decode one RabbitMQ body; anything off the format becomes a :class:`Rejected`."""
+    try:
+        decoded = json.loads(body)
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as exc:
+        return Rejected("not_json", str(exc)[:120])
+    if type(decoded) is not dict:
+        return Rejected("not_object")
+    if decoded.get("v") != INGEST_VERSION:
+        return Rejected("bad_version")
+    data = decoded.get("data")
+    if type(data) is not dict:
+        return Rejected("bad_data", "data must be a JSON object")
+    try:
+        stream = check_stream_code(decoded.get("stream"))
+        external_id = check_external_id(decoded.get("external_id"))
+    except ValueError as exc:
+        return Rejected("bad_envelope", str(exc))
+    return IngestMessage(stream, external_id, data)

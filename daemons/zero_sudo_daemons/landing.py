@@ -1,0 +1,295 @@
+"""The landing daemon: RabbitMQ → the ``zero_sudo_ingest`` landing table, nothing lost, nothing twice.
+
+One session is one pair of connections (PostgreSQL first: while it is down, nothing is
+consumed). Messages arrive with a bounded prefetch and are gathered into batches by count
+and by time (:class:`~zero_sudo_daemons.batching.BatchWindow`). Each batch is landed in one
+transaction: one multi-row ``INSERT … ON CONFLICT (stream_id, external_id) DO NOTHING``,
+then the ID-only NOTIFYs of the new rows through the shared encoder, then COMMIT, and only
+then one ``ack(multiple=True)``. A crash before the ack redelivers the batch, and the
+conflict clause makes the second landing a no-op: the effect is exactly once.
+
+Messages that can never land (malformed, unknown or archived stream, rejected by the
+database) are republished, confirmed, to the dead-letter exchange with the reason in a
+header before the ack. A lost connection ends the session: the unacknowledged messages go
+back to the queue, and the supervisor reconnects with backoff. SIGTERM: stop consuming,
+land the batch in hand, close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import aio_pika
+import aiormq
+import psycopg2
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from zero_sudo_bus.ingest import (
+    DEAD_LETTER_EXCHANGE,
+    EXCHANGE,
+    REASON_HEADER,
+    dead_letter_queue,
+    landing_queue,
+)
+from zero_sudo_bus.protocol import PG_CHANNEL, Op, encode_notify_payloads
+
+from .batching import BatchWindow
+from .errors import ConfigurationError, ConnectionLost
+from .landing_plan import LandingPlan, LandingRow, decode_batch, plan_landing, stream_codes
+from .logs import configure_logging
+from .ops_http import OpsServer
+from .pg_async import AsyncPgConnection
+from .runtime import run_daemon, supervise
+from .settings import Settings, resolve_settings
+
+_logger = logging.getLogger("zero_sudo.landing")
+
+CLIENT_NAME = "zero_sudo_landing"
+LANDING_MODEL = "zero_sudo.ingest.landing"
+LANDING_TABLE = "zero_sudo_ingest_landing"
+STREAM_TABLE = "zero_sudo_ingest_stream"
+
+CONNECT_TIMEOUT_S = 5.0
+STATEMENT_TIMEOUT_S = 30.0  # a batch insert of thousands of rows, on a loaded server
+
+INSERT_ROWS = f"""
+INSERT INTO {LANDING_TABLE} (stream_id, external_id, payload, state, create_date, write_date)
+SELECT s, e, p::jsonb, 'landed', now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
+  FROM unnest(%s::int4[], %s::varchar[], %s::text[]) AS t(s, e, p)
+ON CONFLICT (stream_id, external_id) DO NOTHING
+RETURNING id
+"""
+NOTIFY_ALL = "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p"
+ACTIVE_STREAMS = f"SELECT code, id FROM {STREAM_TABLE} WHERE active AND code = ANY(%s)"
+
+TRANSIENT_ERRORS = (
+    OSError,
+    asyncio.TimeoutError,
+    psycopg2.OperationalError,
+    psycopg2.errors.UndefinedTable,  # the addon is not installed (yet): wait for it
+    aiormq.exceptions.AMQPConnectionError,
+    aio_pika.exceptions.ChannelInvalidStateError,
+)
+
+
+class LandingMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter("zero_sudo_landing_consumed", "messages received from RabbitMQ", registry=r)
+        self.landed = Counter("zero_sudo_landing_landed", "new landing rows committed", registry=r)
+        self.duplicates = Counter(
+            "zero_sudo_landing_duplicates", "messages whose (stream, external ID) had landed before", registry=r
+        )
+        self.dead = Counter("zero_sudo_landing_dead_lettered", "messages sent to the dead-letter queue", ["reason"], registry=r)
+        self.batch_latency = Histogram(
+            "zero_sudo_landing_batch_seconds",
+            "from a batch's first message arriving to the batch being acknowledged",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "zero_sudo_landing_batch_size",
+            "messages per landed batch",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2000),
+            registry=r,
+        )
+
+
+class LandingDaemon:
+    def __init__(self, settings: Settings, metrics: LandingMetrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or LandingMetrics()
+        self.queue_name = landing_queue(settings.db_name)
+        self.role = "starting"
+
+    def health(self) -> tuple[bool, dict[str, object]]:
+        return self.role == "consuming", {"role": self.role, "queue": self.queue_name}
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        def on_failure(exc: BaseException) -> None:
+            self.role = "recovering"
+            if isinstance(exc, psycopg2.errors.UndefinedTable):
+                _logger.error("the zero_sudo_ingest addon is not installed in database %s; waiting for it", self.settings.db_name)
+
+        await supervise("landing", lambda: self._session(stopping), stopping, TRANSIENT_ERRORS, on_failure=on_failure)
+
+    async def _session(self, stopping: asyncio.Event) -> None:
+        pg = await AsyncPgConnection.connect(CONNECT_TIMEOUT_S, application_name=CLIENT_NAME, **self.settings.libpq_kwargs())
+        try:
+            await pg.fetchval("SELECT 1 FROM %s LIMIT 0" % LANDING_TABLE)  # the addon's table is there
+            amqp = await aio_pika.connect(
+                self.settings.amqp_url, timeout=CONNECT_TIMEOUT_S, client_properties={"connection_name": CLIENT_NAME}
+            )
+            try:
+                await self._consume(pg, amqp, stopping)
+            finally:
+                await amqp.close()
+        finally:
+            pg.close()
+
+    async def _declare(self, channel: AbstractChannel) -> tuple[aio_pika.abc.AbstractQueue, AbstractExchange]:
+        db = self.settings.db_name
+        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        dead_exchange = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
+        queue = await channel.declare_queue(self.queue_name, durable=True)
+        await queue.bind(exchange, routing_key="%s.#" % db)
+        dead_queue = await channel.declare_queue(dead_letter_queue(db), durable=True)
+        await dead_queue.bind(dead_exchange, routing_key=db)
+        return queue, dead_exchange
+
+    async def _consume(self, pg: AsyncPgConnection, amqp: aio_pika.abc.AbstractConnection, stopping: asyncio.Event) -> None:
+        channel = await amqp.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=self.settings.landing_prefetch)
+        queue, dead_exchange = await self._declare(channel)
+        inbox: asyncio.Queue[tuple[AbstractIncomingMessage, float]] = asyncio.Queue()  # bounded by the prefetch
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            inbox.put_nowait((message, time.perf_counter()))
+
+        consumer_tag = await queue.consume(on_message)
+        self.role = "consuming"
+        _logger.info(
+            "landing consuming queue=%s prefetch=%d batch=%d/%dms",
+            self.queue_name,
+            self.settings.landing_prefetch,
+            self.settings.landing_batch_size,
+            self.settings.landing_batch_ms,
+        )
+        window: BatchWindow[tuple[AbstractIncomingMessage, float]] = BatchWindow(
+            self.settings.landing_batch_size, self.settings.landing_batch_ms / 1000
+        )
+        watch = {
+            asyncio.ensure_future(stopping.wait()): "stopping",
+            asyncio.ensure_future(pg.lost.wait()): "PostgreSQL connection lost",
+            asyncio.ensure_future(amqp.closed()): "RabbitMQ connection lost",
+        }
+        try:
+            while not stopping.is_set():
+                await self._fill(window, inbox, watch)
+                for task, why in watch.items():
+                    if task.done() and why != "stopping":
+                        raise ConnectionLost(why)
+                if window.items:
+                    await self._land(pg, dead_exchange, window.take())
+            # Graceful stop: no more deliveries; land what is in hand, then close.
+            await queue.cancel(consumer_tag)
+            while not inbox.empty():
+                window.add(inbox.get_nowait(), 0.0)
+                if window.full or inbox.empty():
+                    await self._land(pg, dead_exchange, window.take())
+            self.role = "stopped"
+            _logger.info("landing stopped")
+        finally:
+            for task in watch:
+                task.cancel()
+
+    async def _fill(self, window: BatchWindow, inbox: asyncio.Queue, watch: dict[asyncio.Future, str]) -> None:
+        """Add to ``window`` until it is full or due, or until something watched happens."""
+        while not window.full:
+            if not inbox.empty():
+                window.add(inbox.get_nowait(), time.perf_counter())
+                continue
+            timeout = window.remaining(time.perf_counter())  # None: empty, wait for the first
+            if timeout == 0.0:
+                return
+            getter = asyncio.ensure_future(inbox.get())
+            await asyncio.wait({getter, *watch}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():
+                getter.cancel()  # due, or something watched happened: asyncio.Queue loses nothing
+                return
+            window.add(getter.result(), time.perf_counter())
+
+    async def _land(
+        self, pg: AsyncPgConnection, dead_exchange: AbstractExchange, batch: Sequence[tuple[AbstractIncomingMessage, float]]
+    ) -> None:
+        """Land one batch: rows and NOTIFYs committed, dead letters confirmed, then one ack."""
+        self.metrics.consumed.inc(len(batch))
+        decoded = decode_batch([(message, message.body) for message, _at in batch])
+        codes = stream_codes(decoded)
+        stream_ids = dict(await pg.fetchall(ACTIVE_STREAMS, (codes,))) if codes else {}
+        plan = plan_landing(decoded, stream_ids)
+        if plan.rows:
+            try:
+                await self._commit_rows(pg, plan.rows)
+            except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
+                _logger.warning("batch rejected by PostgreSQL (%s); landing its %d rows one by one", exc.pgcode, len(plan.rows))
+                await pg.execute("ROLLBACK")
+                await self._commit_one_by_one(pg, plan)
+        for message, reason in plan.dead:
+            await self._dead_letter(dead_exchange, message, reason)
+        await batch[-1][0].ack(multiple=True)
+        self.metrics.batch_size.observe(len(batch))
+        self.metrics.batch_latency.observe(time.perf_counter() - batch[0][1])
+
+    async def _commit_rows(self, pg: AsyncPgConnection, rows: Sequence[LandingRow]) -> None:
+        await pg.execute("BEGIN")
+        landed = await pg.fetchall(
+            INSERT_ROWS,
+            ([r.stream_id for r in rows], [r.external_id for r in rows], [r.payload for r in rows]),
+            STATEMENT_TIMEOUT_S,
+        )
+        ids = [row_id for (row_id,) in landed]
+        if ids:
+            await pg.execute(NOTIFY_ALL, (PG_CHANNEL, list(encode_notify_payloads(LANDING_MODEL, Op.CREATE, ids))))
+        await pg.execute("COMMIT")
+        self.metrics.landed.inc(len(ids))
+        self.metrics.duplicates.inc(len(rows) - len(ids))
+
+    async def _commit_one_by_one(self, pg: AsyncPgConnection, plan: LandingPlan) -> None:
+        """Isolate what PostgreSQL refuses: every other row of the batch still lands."""
+        for row, message in zip(plan.rows, plan.row_messages, strict=True):
+            try:
+                await self._commit_rows(pg, [row])
+            except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
+                await pg.execute("ROLLBACK")
+                plan.dead.append((message, "rejected by PostgreSQL: %s" % (exc.pgerror or exc).strip()[:200]))
+
+    async def _dead_letter(self, dead_exchange: AbstractExchange, message: AbstractIncomingMessage, reason: str) -> None:
+        headers = dict(message.headers or {})
+        headers[REASON_HEADER] = reason
+        await dead_exchange.publish(
+            aio_pika.Message(
+                message.body,
+                headers=headers,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=message.message_id,
+                content_type=message.content_type,
+            ),
+            routing_key=self.settings.db_name,
+        )
+        label = reason.split(":", 1)[0]
+        self.metrics.dead.labels(label).inc()
+        _logger.warning("dead-lettered message_id=%s reason=%s", message.message_id, reason)
+
+
+async def serve(settings: Settings, stopping: asyncio.Event) -> None:
+    daemon = LandingDaemon(settings)
+    ops = OpsServer(settings.landing_http_host, settings.landing_http_port, daemon.metrics.registry, daemon.health)
+    await ops.start()
+    try:
+        await daemon.run(stopping)
+    finally:
+        await ops.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = resolve_settings(
+            sys.argv[1:] if argv is None else argv, os.environ, "zero-sudo-landing", __doc__.splitlines()[0]
+        )
+    except ConfigurationError as exc:
+        print("zero-sudo-landing: %s" % exc, file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    return run_daemon(lambda stopping: serve(settings, stopping))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""Ingestion test helpers: the addon's two tables in a plain database, a landing daemon
+process, and a confirmed publisher. Real PostgreSQL and RabbitMQ throughout."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+
+import aio_pika
+import psycopg
+
+from conftest import PG_HOST, PG_PORT, free_port, pg_conninfo, wait_until
+from zero_sudo_bus.ingest import (
+    DEAD_LETTER_EXCHANGE,
+    EXCHANGE,
+    REASON_HEADER,
+    IngestMessage,
+    dead_letter_queue,
+    encode_ingest_message,
+    landing_queue,
+    routing_key,
+)
+
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+# The columns zero_sudo_ingest's models give these tables that the daemons read or write.
+# addons/zero_sudo_ingest/tests checks the real, ORM-created tables accept the same SQL.
+SCHEMA = """
+CREATE TABLE zero_sudo_ingest_stream (
+    id serial PRIMARY KEY, code varchar NOT NULL UNIQUE, name varchar, active boolean DEFAULT true
+);
+CREATE TABLE zero_sudo_ingest_landing (
+    id serial PRIMARY KEY,
+    stream_id int NOT NULL REFERENCES zero_sudo_ingest_stream(id) ON DELETE CASCADE,
+    external_id varchar NOT NULL,
+    payload jsonb,
+    state varchar NOT NULL,
+    error text,
+    create_date timestamp,
+    write_date timestamp,
+    CONSTRAINT zero_sudo_ingest_landing_stream_external_uniq UNIQUE (stream_id, external_id)
+);
+"""
+
+
+def create_schema(db: str, *streams: str) -> dict[str, int]:
+    with psycopg.connect(pg_conninfo(db)) as conn:
+        conn.execute(SCHEMA)
+        return {
+            code: conn.execute(
+                "INSERT INTO zero_sudo_ingest_stream (code, name) VALUES (%s, %s) RETURNING id", (code, code)
+            ).fetchone()[0]
+            for code in streams
+        }
+
+
+def landed(db: str) -> list[tuple[str, str, dict]]:
+    with psycopg.connect(pg_conninfo(db)) as conn:
+        return conn.execute(
+            "SELECT s.code, l.external_id, l.payload FROM zero_sudo_ingest_landing l JOIN zero_sudo_ingest_stream s ON s.id = l.stream_id ORDER BY l.id"
+        ).fetchall()
+
+
+def landed_count(db: str) -> int:
+    with psycopg.connect(pg_conninfo(db)) as conn:
+        return conn.execute("SELECT count(*) FROM zero_sudo_ingest_landing").fetchone()[0]
+
+
+class LandingProcess:
+    def __init__(self, db: str, *extra: str) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "zero_sudo_daemons.landing",
+                "--db-name",
+                db,
+                "--db-host",
+                PG_HOST,
+                "--db-port",
+                str(PG_PORT),
+                "--amqp-url",
+                AMQP_URL,
+                "--landing-http-port",
+                str(self.port),
+                "--log-format",
+                "text",
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.output: list[str] = []
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _collect(self) -> None:
+        for line in self.proc.stdout:
+            self.output.append(line)
+
+    def role(self) -> str | None:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % self.port, timeout=2) as resp:
+                return json.loads(resp.read())["role"]
+        except urllib.error.HTTPError as exc:
+            return json.loads(exc.read())["role"]
+        except OSError:
+            return None
+
+    def wait_consuming(self, timeout: float = 20.0) -> None:
+        wait_until(
+            lambda: self.role() == "consuming", timeout, what="landing daemon consuming (log: %s)" % "".join(self.output[-15:])
+        )
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+async def publish(db: str, messages: list[IngestMessage], raw: list[tuple[str, bytes]] = ()) -> None:
+    """Publish persistent messages with publisher confirms, as the controller and poller do."""
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        pending = []
+        for message in messages:
+            body = encode_ingest_message(message)
+            pending.append(
+                exchange.publish(
+                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=message.external_id),
+                    routing_key(db, message.stream),
+                )
+            )
+            if len(pending) >= 1000:
+                await _confirm_all(pending)
+        for stream, body in raw:
+            pending.append(
+                exchange.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key(db, stream))
+            )
+        await _confirm_all(pending)
+
+
+async def _confirm_all(pending: list) -> None:
+    await asyncio.gather(*pending)
+    pending.clear()
+
+
+async def declare_queues(db: str) -> None:
+    """Declare the landing queue before publishing, so nothing is routed to nowhere."""
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        queue = await channel.declare_queue(landing_queue(db), durable=True)
+        await queue.bind(exchange, routing_key="%s.#" % db)
+        dead_exchange = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
+        dead = await channel.declare_queue(dead_letter_queue(db), durable=True)
+        await dead.bind(dead_exchange, routing_key=db)
+
+
+async def delete_queues(db: str) -> None:
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        for name in (landing_queue(db), dead_letter_queue(db)):
+            await channel.queue_delete(name)
+
+
+async def dead_letters(db: str) -> list[tuple[bytes, str]]:
+    connection = await aio_pika.connect(AMQP_URL)
+    out = []
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(dead_letter_queue(db), durable=True)
+        while (message := await queue.get(fail=False)) is not None:
+            out.append((message.body, message.headers.get(REASON_HEADER)))
+            await message.ack()
+    return out
+
+
+async def queue_state(db: str) -> tuple[int, int]:
+    """(messages ready, consumers) of the landing queue."""
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(landing_queue(db), passive=True)
+        return queue.declaration_result.message_count, queue.declaration_result.consumer_count
