@@ -155,7 +155,7 @@ def test_exactly_once_through_two_sigkills(ingest_db, start_landing):
     daemon = start_landing(ingest_db, "--landing-batch-size", "1000")
     for fraction in (0.2, 0.55):
         wait_until(
-            lambda: landed_count(ingest_db) >= fraction * len(unique),
+            lambda share=fraction: landed_count(ingest_db) >= share * len(unique),
             timeout=120,
             interval=0.01,
             what="%d%% landed" % (fraction * 100),
