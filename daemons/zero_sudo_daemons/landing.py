@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -40,13 +39,11 @@ from zero_sudo_bus.ingest import (
 from zero_sudo_bus.protocol import PG_CHANNEL, Op, encode_notify_payloads
 
 from .batching import BatchWindow
-from .errors import ConfigurationError, ConnectionLost
+from .errors import ConnectionLost
 from .landing_plan import LandingPlan, LandingRow, decode_batch, plan_landing, stream_codes
-from .logs import configure_logging
-from .ops_http import OpsServer
 from .pg_async import AsyncPgConnection
-from .runtime import run_daemon, supervise
-from .settings import Settings, resolve_settings
+from .runtime import daemon_main, supervise
+from .settings import Settings
 
 _logger = logging.getLogger("zero_sudo.landing")
 
@@ -106,6 +103,7 @@ class LandingDaemon:
     def __init__(self, settings: Settings, metrics: LandingMetrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or LandingMetrics()
+        self.registry = self.metrics.registry
         self.queue_name = landing_queue(settings.db_name)
         self.role = "starting"
 
@@ -269,26 +267,10 @@ class LandingDaemon:
         _logger.warning("dead-lettered message_id=%s reason=%s", message.message_id, reason)
 
 
-async def serve(settings: Settings, stopping: asyncio.Event) -> None:
-    daemon = LandingDaemon(settings)
-    ops = OpsServer(settings.landing_http_host, settings.landing_http_port, daemon.metrics.registry, daemon.health)
-    await ops.start()
-    try:
-        await daemon.run(stopping)
-    finally:
-        await ops.stop()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        settings = resolve_settings(
-            sys.argv[1:] if argv is None else argv, os.environ, "zero-sudo-landing", __doc__.splitlines()[0]
-        )
-    except ConfigurationError as exc:
-        print("zero-sudo-landing: %s" % exc, file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, settings.log_format)
-    return run_daemon(lambda stopping: serve(settings, stopping))
+    return daemon_main(
+        "zero-sudo-landing", __doc__.splitlines()[0], argv, lambda s: (LandingDaemon(s), s.landing_http_host, s.landing_http_port)
+    )
 
 
 if __name__ == "__main__":

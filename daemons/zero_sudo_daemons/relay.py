@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 import sys
 import time
@@ -43,13 +42,12 @@ from zero_sudo_bus.protocol import (
 )
 
 from .coalescing import Coalescer, Drained
-from .errors import ConfigurationError, ConnectionLost
-from .logs import LogThrottle, configure_logging
-from .ops_http import OpsServer
+from .errors import ConnectionLost
+from .logs import LogThrottle
 from .pg_async import AsyncPgConnection
 from .redis_publisher import RedisPublisher
-from .runtime import run_daemon, supervise, wait_or_stop
-from .settings import Settings, resolve_settings
+from .runtime import daemon_main, supervise, wait_or_stop
+from .settings import Settings
 
 _logger = logging.getLogger("zero_sudo.relay")
 
@@ -108,6 +106,7 @@ class Relay:
     def __init__(self, settings: Settings, metrics: RelayMetrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or RelayMetrics()
+        self.registry = self.metrics.registry
         self.channel = bus_channel(settings.db_name)
         self.role = "starting"
         self.epoch: str | None = None
@@ -281,27 +280,10 @@ class Relay:
             await asyncio.wait_for(bus.ping(), KEEPALIVE_TIMEOUT_S)
 
 
-async def serve(settings: Settings, stopping: asyncio.Event) -> None:
-    """Run one relay with its ops endpoint until ``stopping`` is set."""
-    relay = Relay(settings)
-    ops = OpsServer(settings.relay_http_host, settings.relay_http_port, relay.metrics.registry, relay.health)
-    await ops.start()
-    try:
-        await relay.run(stopping)
-    finally:
-        await ops.stop()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        settings = resolve_settings(
-            sys.argv[1:] if argv is None else argv, os.environ, "zero-sudo-relay", __doc__.splitlines()[0]
-        )
-    except ConfigurationError as exc:
-        print("zero-sudo-relay: %s" % exc, file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level, settings.log_format)
-    return run_daemon(lambda stopping: serve(settings, stopping))
+    return daemon_main(
+        "zero-sudo-relay", __doc__.splitlines()[0], argv, lambda s: (Relay(s), s.relay_http_host, s.relay_http_port)
+    )
 
 
 if __name__ == "__main__":

@@ -15,13 +15,19 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 import uvloop
+from prometheus_client import CollectorRegistry
 
 from zero_sudo_bus.backoff import Backoff
 
-from .errors import TransientError
+from .errors import ConfigurationError, TransientError
+from .logs import configure_logging
+from .ops_http import OpsServer
+from .settings import Settings, resolve_settings
 
 _logger = logging.getLogger(__name__)
 
@@ -95,3 +101,42 @@ def run_daemon(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
 
     uvloop.run(_entry())
     return 0
+
+
+class Daemon(Protocol):
+    """What :func:`daemon_main` runs: a work loop with metrics and a health check."""
+
+    @property
+    def registry(self) -> CollectorRegistry: ...
+
+    def health(self) -> tuple[bool, dict[str, Any]]: ...
+
+    async def run(self, stopping: asyncio.Event) -> None: ...
+
+
+DaemonFactory = Callable[[Settings], tuple[Daemon, str, int]]
+
+
+async def serve_with_ops(daemon: Daemon, host: str, port: int, stopping: asyncio.Event) -> None:
+    """Run ``daemon`` with its /healthz and /metrics endpoint until ``stopping`` is set."""
+    ops = OpsServer(host, port, daemon.registry, daemon.health)
+    await ops.start()
+    try:
+        await daemon.run(stopping)
+    finally:
+        await ops.stop()
+
+
+def daemon_main(prog: str, description: str, argv: Sequence[str] | None, build: DaemonFactory) -> int:
+    """A daemon's whole command line: settings (one clear line when wrong), logs, run.
+
+    ``build(settings)`` returns the daemon and the address of its ops endpoint.
+    """
+    try:
+        settings = resolve_settings(sys.argv[1:] if argv is None else argv, os.environ, prog, description)
+        daemon, host, port = build(settings)
+    except ConfigurationError as exc:
+        print("%s: %s" % (prog, exc), file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format)
+    return run_daemon(lambda stopping: serve_with_ops(daemon, host, port, stopping))

@@ -1,0 +1,131 @@
+"""Ingestion's pure parts: the message format, batching, landing plans, polling decisions."""
+
+import json
+import random
+
+import pytest
+
+from zero_sudo_bus.ingest import IngestMessage, check_stream_code, decode_ingest_message, encode_ingest_message, routing_key
+from zero_sudo_bus.protocol import Rejected
+from zero_sudo_daemons.batching import BatchWindow
+from zero_sudo_daemons.errors import ConfigurationError
+from zero_sudo_daemons.landing_plan import LandingRow, decode_batch, plan_landing, stream_codes
+from zero_sudo_daemons.polling import CircuitBreaker, ConditionalState, Source, extract_messages, jittered, load_sources
+
+
+def test_ingest_message_round_trip_keeps_unicode():
+    message = IngestMessage("orders", "A-17", {"name": "Zoë", "n": [1, 2]})
+    assert decode_ingest_message(encode_ingest_message(message)) == message
+    assert routing_key("prod", "orders") == "prod.orders"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"\xff", "not_json"),
+        (b"[]", "not_object"),
+        (b'{"v":2,"stream":"s","external_id":"1","data":{}}', "bad_version"),
+        (b'{"v":1,"stream":"s","external_id":"1","data":[]}', "bad_data"),
+        (b'{"v":1,"stream":"S!","external_id":"1","data":{}}', "bad_envelope"),
+        (b'{"v":1,"stream":"s","external_id":"","data":{}}', "bad_envelope"),
+        (b'{"v":1,"stream":"s","external_id":true,"data":{}}', "bad_envelope"),
+        (b'{"v":1,"stream":"s","data":{}}', "bad_envelope"),
+    ],
+)
+def test_ingest_decoder_rejects(body, reason):
+    result = decode_ingest_message(body)
+    assert isinstance(result, Rejected) and result.reason == reason
+
+
+@pytest.mark.parametrize("code", ["", "A", "a.b", "a/b", "-a", "x" * 65])
+def test_stream_codes_are_safe_in_routing_keys_and_urls(code):
+    with pytest.raises(ValueError):
+        check_stream_code(code)
+
+
+def test_batch_window_by_count_and_by_time():
+    window = BatchWindow(max_size=3, max_wait=0.05)
+    assert window.remaining(now=10.0) is None
+    window.add("a", now=10.0)
+    window.add("b", now=10.04)
+    assert window.remaining(now=10.04) == pytest.approx(0.01)
+    assert window.remaining(now=11.0) == 0.0
+    window.add("c", now=10.045)
+    assert window.full
+    assert window.take() == ["a", "b", "c"]
+    assert not window.items and window.remaining(now=12.0) is None
+
+
+def test_plan_lands_good_messages_and_dead_letters_the_rest():
+    bodies = [
+        ("m1", encode_ingest_message(IngestMessage("orders", "1", {"x": 1}))),
+        ("m2", b"garbage"),
+        ("m3", encode_ingest_message(IngestMessage("gone", "2", {}))),
+        ("m4", encode_ingest_message(IngestMessage("orders", "3", {"s": "a\u0000b"}))),
+    ]
+    decoded = decode_batch(bodies)
+    assert stream_codes(decoded) == ["gone", "orders"]
+    plan = plan_landing(decoded, {"orders": 7})
+    assert plan.rows == [LandingRow(7, "1", '{"x":1}')]
+    assert plan.row_messages == ["m1"]
+    assert [(m, r.split(":")[0]) for m, r in plan.dead] == [("m2", "malformed"), ("m3", "unknown stream"), ("m4", "malformed")]
+
+
+def _source(**overrides):
+    entry = {"name": "fx", "url": "http://127.0.0.1/x", "stream": "prices", "interval_s": 5}
+    entry.update(overrides)
+    return entry
+
+
+def test_sources_file_is_validated_strictly():
+    (source,) = load_sources(json.dumps([_source(items_field="items")]))
+    assert source == Source("fx", "http://127.0.0.1/x", "prices", 5, "id", "items")
+    for bad in [
+        "nope",
+        "{}",
+        json.dumps([_source(url="ftp://x")]),
+        json.dumps([_source(interval_s=0)]),
+        json.dumps([_source(stream="Bad Stream")]),
+        json.dumps([_source(), _source()]),
+        json.dumps([_source(extra=1)]),
+        json.dumps([{"name": "x"}]),
+    ]:
+        with pytest.raises(ConfigurationError):
+            load_sources(bad)
+
+
+def test_jitter_stays_within_ten_percent_and_varies():
+    rng = random.Random(1)
+    delays = [jittered(10.0, rng) for _ in range(200)]
+    assert all(9.0 <= d <= 11.0 for d in delays)
+    assert max(delays) - min(delays) > 1.0
+
+
+def test_circuit_breaker_opens_after_the_threshold_and_half_opens_after_cooldown():
+    breaker = CircuitBreaker(threshold=3, cooldown_s=60)
+    for t in (0, 1):
+        breaker.failure(now=t)
+        assert breaker.allows(now=t)
+    breaker.failure(now=2)
+    assert not breaker.allows(now=30)
+    assert breaker.allows(now=62)  # half-open: one trial
+    breaker.failure(now=62)
+    assert not breaker.allows(now=100)  # the trial failed: a full cool-down again
+    breaker.success()
+    assert breaker.allows(now=100) and breaker.failures == 0
+
+
+def test_conditional_state_sends_back_the_validators():
+    state = ConditionalState()
+    assert state.request_headers() == {}
+    state.remember({"ETag": '"v1"', "Last-Modified": "Sun, 29 Nov 2026 00:00:00 GMT"})
+    assert state.request_headers() == {"If-None-Match": '"v1"', "If-Modified-Since": "Sun, 29 Nov 2026 00:00:00 GMT"}
+
+
+def test_extract_messages_keeps_items_with_an_external_id():
+    source = Source("fx", "http://x", "prices", 5, id_field="code", items_field="rates")
+    extracted = extract_messages(source, {"rates": [{"code": "EUR", "v": 1}, {"v": 2}, "x", {"code": 7}]})
+    assert [(m.external_id, m.data) for m in extracted.messages] == [("EUR", {"code": "EUR", "v": 1}), ("7", {"code": 7})]
+    assert len(extracted.rejected) == 2
+    assert extract_messages(source, {"rates": 3}).rejected == ["the answer holds no list of items"]
+    assert [m.external_id for m in extract_messages(Source("one", "http://x", "prices", 5), {"id": 1}).messages] == ["1"]
