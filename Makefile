@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test lint test-daemons test-odoo services venv bench-relay bench-drivers
+.PHONY: run test lint test-daemons test-odoo services venv bench-relay bench-drivers bench-ingest
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -41,3 +41,6 @@ bench-relay: venv services
 
 bench-drivers: venv services
 	$(PY) benchmarks/bench_pg_listen_drivers.py
+
+bench-ingest: venv services
+	$(PY) benchmarks/bench_ingest.py

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 # daemon name → module run with ``python -m``
 DAEMONS: dict[str, str] = {
     "relay": "zero_sudo_daemons.relay",
+    "landing": "zero_sudo_daemons.landing",
+    "poller": "zero_sudo_daemons.poller",
 }
 
 SHUTDOWN_GRACE_S = 20.0  # a child still running this long after SIGTERM is killed
