@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	  echo "venv: $(PYTHON) cannot create virtual environments; installing python3-venv"; \
 	  apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); } \
 	  || { echo "venv: cannot create $(VENV): install python3-venv (apt-get install python3-venv)"; exit 1; }
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,bench]"
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,bench,odoo]"
 	touch $@
 
 services:

@@ -4,5 +4,5 @@ FROM odoo:18.0
 USER root
 COPY pyproject.toml README.md /opt/zero_sudo/
 COPY daemons /opt/zero_sudo/daemons
-RUN pip3 install --no-cache-dir --break-system-packages /opt/zero_sudo
+RUN pip3 install --no-cache-dir --break-system-packages '/opt/zero_sudo[odoo]'
 USER odoo

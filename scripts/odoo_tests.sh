@@ -37,7 +37,11 @@ fi
 modules=$(IFS=,; echo "${addons[*]}")
 
 echo "Odoo suites: Odoo 18 at $src, Python $python, database $db, addons $modules"
-"$python" -m pip install -q --disable-pip-version-check "pytest>=8" "pytest-odoo>=2,<3" -e "$repo" >/dev/null
+"$python" -m pip install -q --disable-pip-version-check "pytest>=8" "pytest-odoo>=2,<3" -e "$repo[odoo]" >/dev/null
+
+# zero_sudo is a server-wide module (Redis sessions, cache coherence) once it exists.
+server_wide=base,web
+[ -f "$repo/addons/zero_sudo/__manifest__.py" ] && server_wide=base,web,zero_sudo
 
 work="$repo/.odoo-test"
 mkdir -p "$work"
@@ -56,7 +60,7 @@ list_db = False
 without_demo = all
 http_port = ${ZERO_SUDO_TEST_HTTP_PORT:-8169}
 gevent_port = ${ZERO_SUDO_TEST_GEVENT_PORT:-8172}
-server_wide_modules = base,web,zero_sudo
+server_wide_modules = $server_wide
 log_level = warn
 
 [zero_sudo]
@@ -79,7 +83,7 @@ fi
 
 cd "$repo"
 set +e
-ODOO_RC="$conf" "$python" -m pytest -p no:cacheprovider --odoo-database="$db" --odoo-config="$conf" "${addons[@]/#/addons/}" "$@"
+ODOO_RC="$conf" "$python" -m pytest -p no:cacheprovider --odoo-database="$db" --odoo-config="$conf" --odoo-http "${addons[@]/#/addons/}" "$@"
 rc=$?
 set -e
 exit $rc

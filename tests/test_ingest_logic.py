@@ -7,6 +7,7 @@ import pytest
 
 from zero_sudo_bus.ingest import IngestMessage, check_stream_code, decode_ingest_message, encode_ingest_message, routing_key
 from zero_sudo_bus.protocol import Rejected
+from zero_sudo_bus.schema import SchemaError, check_schema, validate
 from zero_sudo_daemons.batching import BatchWindow
 from zero_sudo_daemons.errors import ConfigurationError
 from zero_sudo_daemons.landing_plan import LandingRow, decode_batch, plan_landing, stream_codes
@@ -129,3 +130,52 @@ def test_extract_messages_keeps_items_with_an_external_id():
     assert len(extracted.rejected) == 2
     assert extract_messages(source, {"rates": 3}).rejected == ["the answer holds no list of items"]
     assert [m.external_id for m in extract_messages(Source("one", "http://x", "prices", 5), {"id": 1}).messages] == ["1"]
+
+
+SCHEMA = {
+    "type": "object",
+    "required": ["id", "amount"],
+    "additionalProperties": False,
+    "properties": {
+        "id": {"type": "string", "minLength": 1, "maxLength": 8},
+        "amount": {"type": "number", "minimum": 0, "maximum": 100},
+        "kind": {"enum": ["a", "b"]},
+        "tags": {"type": "array", "maxItems": 2, "items": {"type": "string"}},
+        "note": {"type": ["string", "null"]},
+    },
+}
+
+
+def test_schema_accepts_valid_messages():
+    check_schema(SCHEMA)
+    assert validate(SCHEMA, {"id": "A1", "amount": 3.5, "kind": "a", "tags": ["x"], "note": None}) == []
+
+
+def test_schema_reports_every_violation_with_its_path():
+    errors = validate(SCHEMA, {"id": "", "amount": True, "kind": "c", "tags": ["x", 1, "z"], "extra": 1})
+    assert errors == [
+        "$.id: shorter than 1 characters",
+        "$.amount: expected number",
+        "$.kind: must be one of 'a', 'b'",
+        "$.tags: more than 2 items",
+        "$.tags[1]: expected string",
+        "$.extra: not allowed",
+    ]
+    assert validate(SCHEMA, {"amount": 101}) == ["$.id: required", "$.amount: above 100"]
+    assert len(validate({"type": "array", "items": {"type": "string"}}, list(range(1000)))) == 20
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        [],
+        {"pattern": "x"},
+        {"type": "date"},
+        {"properties": {"a": {"format": "email"}}},
+        {"required": "a"},
+        {"additionalProperties": {}},
+    ],
+)
+def test_schema_refuses_what_it_would_not_check(schema):
+    with pytest.raises(SchemaError):
+        check_schema(schema)

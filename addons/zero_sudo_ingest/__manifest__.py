@@ -1,0 +1,21 @@
+{
+    "name": "zero_sudo Ingestion",
+    "summary": "Streams of external data: webhook endpoint, RabbitMQ landing, chunked materialization",
+    "version": "18.0.1.0.0",
+    "category": "Technical",
+    "license": "LGPL-3",
+    "author": "zero_sudo",
+    "website": "https://github.com/zero-sudo/zero_sudo",
+    "depends": ["base"],
+    "external_dependencies": {"python": ["zero-sudo", "pika"]},
+    "data": [
+        "security/security.xml",
+        "security/ir.model.access.csv",
+        "views/stream_views.xml",
+        "views/landing_views.xml",
+        "views/menus.xml",
+        "data/ir_cron.xml",
+    ],
+    "installable": True,
+    "application": False,
+}

@@ -1,0 +1,121 @@
+import json
+import logging
+import threading
+
+from zero_sudo_bus.amqp_pool import AmqpPool, Outgoing, PoolExhausted, PublishNotConfirmed
+from zero_sudo_bus.ingest import (
+    EXCHANGE,
+    IngestMessage,
+    check_external_id,
+    encode_ingest_message,
+    landing_queue,
+    routing_key,
+)
+from zero_sudo_bus.schema import validate
+
+from odoo import http
+from odoo.http import request
+from odoo.tools import config
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+# One request body at most: a batch is parsed in memory before anything is published.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+MAX_MESSAGES_PER_REQUEST = 1000  # a batch is confirmed message by message before the 202
+DEFAULT_POOL_SIZE = 4  # per process: more than the publishing threads a worker usually runs
+RETRY_AFTER_S = 5
+
+_pool_lock = threading.Lock()
+_pools: dict[str, AmqpPool] = {}
+
+
+def _setting(key, default):
+    return config.get_misc("zero_sudo", key, default)
+
+
+def amqp_pool(db_name: str) -> AmqpPool:
+    """The process's pool for ``db_name``: created once, reused by every request and thread."""
+    pool = _pools.get(db_name)
+    if pool is None:
+        with _pool_lock:
+            pool = _pools.get(db_name)
+            if pool is None:
+                pool = _pools[db_name] = AmqpPool(
+                    _setting("amqp_url", DEFAULT_AMQP_URL),
+                    size=int(_setting("amqp_pool_size", DEFAULT_POOL_SIZE)),
+                    setup=lambda channel: _declare_topology(channel, db_name),
+                )
+    return pool
+
+
+def _declare_topology(channel, db_name):
+    """The exchange and this database's landing queue, so that nothing accepted is unroutable
+    even before the landing daemon first starts (it declares the same, idempotently)."""
+    channel.exchange_declare(EXCHANGE, exchange_type="topic", durable=True)
+    channel.queue_declare(landing_queue(db_name), durable=True)
+    channel.queue_bind(landing_queue(db_name), EXCHANGE, routing_key="%s.#" % db_name)
+
+
+def _error(status, message, **extra):
+    headers = [("Retry-After", str(RETRY_AFTER_S))] if status == 503 else []
+    return request.make_json_response({"error": message, **extra}, headers=headers, status=status)
+
+
+class IngestController(http.Controller):
+    @http.route(
+        "/zero_sudo/ingest/<string:code>", type="http", auth="bearer", methods=["POST"], csrf=False, save_session=False
+    )
+    def ingest(self, code, **_params):
+        """Accept one message (a JSON object) or a batch (an array), or say precisely why not.
+
+        202 only once RabbitMQ confirmed every message. 400 not JSON; 401 bad API key (Odoo's
+        bearer authentication); 404 no such active stream for this key's user; 411 no
+        Content-Length; 413 too large;
+        422 a message breaks the stream's schema (reasons per message; nothing is queued);
+        503 RabbitMQ unavailable, with Retry-After.
+        """
+        limit = int(_setting("ingest_max_body_bytes", DEFAULT_MAX_BODY_BYTES))
+        length = request.httprequest.content_length
+        if length is None:
+            return _error(411, "a Content-Length header is required")
+        if length > limit:
+            return _error(413, "body larger than %d bytes" % limit)
+        try:
+            payload = json.loads(request.httprequest.get_data())
+        except ValueError as exc:
+            return _error(400, "body is not JSON: %s" % exc)
+        messages = payload if isinstance(payload, list) else [payload]
+        if not messages:
+            return _error(400, "empty batch")
+        if len(messages) > MAX_MESSAGES_PER_REQUEST:
+            return _error(413, "at most %d messages per request" % MAX_MESSAGES_PER_REQUEST)
+
+        # As the API key's user: record rules decide which streams it may publish to.
+        stream = request.env["zero_sudo.ingest.stream"].search([("code", "=", code)], limit=1)
+        if not stream:
+            return _error(404, "no active stream %r for this API key" % code)
+        schema, id_field = stream._schema(), stream.external_id_field
+        outgoing, problems = [], []
+        for index, message in enumerate(messages):
+            reasons = validate(schema, message) if isinstance(message, dict) else ["$: expected a JSON object"]
+            if not reasons:
+                try:
+                    external_id = check_external_id(message.get(id_field))
+                except ValueError as exc:
+                    reasons = ["$.%s: %s" % (id_field, exc)]
+            if reasons:
+                problems.append({"index": index, "reasons": reasons})
+                continue
+            body = encode_ingest_message(IngestMessage(stream.code, external_id, message))
+            outgoing.append(Outgoing(routing_key(request.db, stream.code), body, external_id))
+        if problems:
+            return _error(422, "messages do not match the stream's schema; nothing was queued", messages=problems)
+        try:
+            amqp_pool(request.db).publish_confirmed(EXCHANGE, outgoing)
+        except (PublishNotConfirmed, PoolExhausted) as exc:
+            _logger.warning("ingest publish failed stream=%s messages=%d error=%s", code, len(outgoing), exc)
+            return _error(
+                503, "the message queue is unavailable; retry the whole batch later (what was already queued is de-duplicated)"
+            )
+        return request.make_json_response({"accepted": [message.message_id for message in outgoing]}, status=202)

@@ -1,0 +1,1 @@
+from . import test_controller, test_landing_table, test_materialize, test_streams

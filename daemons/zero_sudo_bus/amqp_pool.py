@@ -1,0 +1,135 @@
+"""A bounded, thread-safe, fork-aware pool of RabbitMQ connections for synchronous code.
+
+Odoo controllers run in threads (threaded mode) or in forked workers (prefork), and must not
+open a TCP connection per request (seed, section 3). pika's BlockingConnection is not
+thread-safe, so the pool lends one connection (with its confirm-mode channel) to one thread
+at a time, keeps at most ``size`` of them, and makes callers wait (then fail) when all are
+lent. After a fork the child drops the parent's connections (their sockets belong to the
+parent) and opens its own on demand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import pika
+import pika.exceptions
+
+_logger = logging.getLogger(__name__)
+
+# Errors after which a connection is not trusted again; the broker or the network is at fault.
+CONNECTION_ERRORS = (pika.exceptions.AMQPError, OSError)
+
+
+class PoolExhausted(Exception):
+    """Every connection stayed lent for the whole wait: the caller should answer 503."""
+
+
+class PublishNotConfirmed(Exception):
+    """The broker did not take responsibility for a message: nothing may be reported as queued."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    routing_key: str
+    body: bytes
+    message_id: str
+
+
+class AmqpPool:
+    """At most ``size`` connections, each with one channel in publisher-confirm mode."""
+
+    def __init__(
+        self,
+        url: str,
+        size: int = 4,
+        wait_s: float = 5.0,
+        setup: Callable[[pika.adapters.blocking_connection.BlockingChannel], None] | None = None,
+    ) -> None:
+        if size < 1:
+            raise ValueError("pool size must be at least 1")
+        self.url = url
+        self.size = size
+        self.wait_s = wait_s
+        self.setup = setup  # run once per new channel (declaring the topology it publishes to)
+        self.opened = 0  # connections opened by this process: what the pool's bound is about
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._idle: queue.LifoQueue = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(self.size)
+        self.opened = 0
+
+    def _check_fork(self) -> None:
+        if self._pid != os.getpid():
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._reset()  # the parent's sockets are not ours: forget them, do not close them
+
+    @contextlib.contextmanager
+    def channel(self) -> Iterator[pika.adapters.blocking_connection.BlockingChannel]:
+        """Lend one channel to this thread; a connection that failed is closed, not returned."""
+        self._check_fork()
+        if not self._slots.acquire(timeout=self.wait_s):
+            raise PoolExhausted("all %d RabbitMQ connections stayed busy for %.1fs" % (self.size, self.wait_s))
+        connection = None
+        try:
+            try:
+                connection, channel = self._idle.get_nowait()
+                if not channel.is_open:
+                    raise queue.Empty
+            except queue.Empty:
+                connection, channel = self._open()
+            yield channel
+        except BaseException:
+            if connection is not None:
+                _close_quietly(connection)
+            connection = None
+            raise
+        finally:
+            if connection is not None:
+                self._idle.put((connection, channel))
+            self._slots.release()
+
+    def _open(self):
+        connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        channel = connection.channel()
+        channel.confirm_delivery()
+        if self.setup is not None:
+            self.setup(channel)
+        with self._lock:
+            self.opened += 1
+        return connection, channel
+
+    def publish_confirmed(self, exchange: str, messages: Sequence[Outgoing]) -> None:
+        """Publish persistent messages; return only once the broker confirmed every one."""
+        properties = {"delivery_mode": pika.DeliveryMode.Persistent, "content_type": "application/json"}
+        try:
+            with self.channel() as channel:
+                for message in messages:
+                    channel.basic_publish(
+                        exchange,
+                        message.routing_key,
+                        message.body,
+                        pika.BasicProperties(message_id=message.message_id, **properties),
+                        mandatory=True,  # unroutable is an error, not a silent drop
+                    )
+        except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as exc:
+            raise PublishNotConfirmed("the broker refused or could not route a message: %s" % exc) from exc
+        except CONNECTION_ERRORS as exc:
+            raise PublishNotConfirmed("RabbitMQ unavailable: %r" % exc) from exc
+
+
+def _close_quietly(connection: pika.BlockingConnection) -> None:
+    try:
+        connection.close()
+    except CONNECTION_ERRORS:
+        pass
