@@ -213,39 +213,10 @@ def redis_client() -> Iterator[redis.Redis]:
     client.close()
 
 
-class PrivateRedis:
-    """A redis-server of the test's own on a free port, so it can be stopped and restarted
-    without disturbing anyone else using the machine's Redis."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = "redis://127.0.0.1:%d/0" % self.port
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port)
-        wait_until(lambda: _pings(client), what="private redis-server up")
-        client.close()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.exceptions.ConnectionError:
-        return False
-
-
 @pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
+def private_redis():
+    from private_servers import PrivateRedis
+
     server = PrivateRedis()
     server.start()
     yield server
