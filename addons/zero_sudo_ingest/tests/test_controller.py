@@ -1,7 +1,7 @@
 import json
 import socket
-from datetime import timedelta
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pika
 

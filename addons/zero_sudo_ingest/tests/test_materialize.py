@@ -1,6 +1,9 @@
-from odoo.tests import TransactionCase, tagged
+from unittest.mock import patch
 
 from zero_sudo_daemons import landing
+
+from odoo import SUPERUSER_ID, api
+from odoo.tests import TransactionCase, tagged
 
 
 @tagged("post_install", "-at_install", "zero_sudo")
@@ -64,3 +67,54 @@ class TestMaterialize(TransactionCase):
             counts.append(self.cr.sql_log_count - before)
             self.assertEqual(set(rows.mapped("state")), {"done"})
         self.assertEqual(counts[0], counts[1], "a chunk of 50 new records costs the queries of a chunk of 5")
+
+    def test_out_of_time_the_cron_reschedules_itself(self):
+        rows = self._land(("late", '"Late"'))
+        cron = self.env.ref("zero_sudo_ingest.ir_cron_materialize")
+        Trigger = self.env["ir.cron.trigger"]
+        before = Trigger.search_count([("cron_id", "=", cron.id)])
+        self.env["zero_sudo.ingest.landing"]._cron_materialize(budget_s=0)
+        self.assertEqual(rows.state, "landed", "no time, no work")
+        self.assertEqual(Trigger.search_count([("cron_id", "=", cron.id)]), before + 1)
+
+
+@tagged("post_install", "-at_install", "zero_sudo")
+class TestMaterializeCommits(TransactionCase):
+    """Runs on a real cursor of its own: commits are what is being tested."""
+
+    def test_each_chunk_is_committed_so_a_crash_loses_at_most_one(self):
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            Landing = env["zero_sudo.ingest.landing"]
+            stream = env["zero_sudo.ingest.stream"].create(
+                {"name": "Commit test", "code": "commit-test", "target_model_id": env.ref("base.model_res_partner").id,
+                 "match_field": "ref", "field_mapping": '{"name": "name"}'}
+            )
+            try:
+                env.flush_all()
+                cr.execute(landing.INSERT_ROWS, ([stream.id] * 7, ["cm%d" % n for n in range(7)], ['{"name": "N%d"}' % n for n in range(7)]))
+                rows = Landing.browse([row_id for (row_id,) in cr.fetchall()])
+                cr.commit()
+                original, calls = type(Landing)._materialize_chunk, []
+
+                def crash_on_third_chunk(records):
+                    calls.append(len(records))
+                    if len(calls) == 3:
+                        raise RuntimeError("the worker died")
+                    return original(records)
+
+                with patch.object(type(Landing), "_materialize_chunk", crash_on_third_chunk), self.assertRaises(RuntimeError):
+                    Landing._cron_materialize(chunk_size=3)
+                cr.rollback()
+                rows.invalidate_recordset()
+                self.assertEqual(calls, [3, 3, 1])
+                self.assertEqual(sorted(rows.mapped("state")), ["done"] * 6 + ["landed"], "two chunks were committed")
+                Landing._cron_materialize(chunk_size=3)
+                rows.invalidate_recordset()
+                self.assertEqual(set(rows.mapped("state")), {"done"})
+                self.assertEqual(env["res.partner"].search_count([("ref", "like", "cm%")]), 7)
+            finally:
+                cr.rollback()
+                env["res.partner"].search([("ref", "like", "cm%")]).unlink()
+                stream.unlink()
+                cr.commit()
