@@ -69,6 +69,7 @@ class FlushReason(enum.StrEnum):
 
     START = "start"  # relay side: first leadership of this relay process
     RECOVER = "recover"  # relay side: leadership regained after a lost connection
+    OVERFLOW = "overflow"  # relay side: too many IDs pending while Redis was slow
     GAP = "gap"  # subscriber side: a sequence number was skipped
     EPOCH = "epoch"  # subscriber side: another relay epoch began without its flush being seen
     RECONNECT = "reconnect"  # subscriber side: (re)subscribed, anything before may be missed

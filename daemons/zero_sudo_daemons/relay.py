@@ -214,7 +214,7 @@ class Relay:
                 self._reject(decoded, notify.payload)
             elif self._coalescer.add(decoded, now):
                 self.metrics.overflows.inc()
-                self._flush_reason = "overflow"
+                self._flush_reason = FlushReason.OVERFLOW.value
                 _logger.warning("relay buffer overflow: pending IDs replaced by a flush")
         self._wakeup.set()
 

@@ -5,7 +5,8 @@ Precedence, highest first: command-line flag (``--redis-url``), environment vari
 or ``ZERO_SUDO_CONFIG``, then for the database keys Odoo's own ``[options]`` section of that
 same file (``db_host``, ``db_port``, ``db_user``, ``db_password``, ``db_name``), then the
 default. Nothing reads the environment at import time: :func:`resolve_settings` takes it
-as an argument. The README's "Configuration" table is generated from :data:`OPTIONS`.
+as an argument. The README's "Configuration" table documents :data:`OPTIONS`; a test keeps
+the two in step.
 """
 
 from __future__ import annotations
