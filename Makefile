@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test lint test-daemons test-odoo services venv bench-relay bench-drivers bench-ingest
+.PHONY: run test lint test-daemons test-odoo services venv bench-relay bench-drivers bench-ingest bench-export
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -44,3 +44,6 @@ bench-drivers: venv services
 
 bench-ingest: venv services
 	$(PY) benchmarks/bench_ingest.py
+
+bench-export: services
+	bash scripts/odoo_bench.sh export benchmarks/bench_export.py

@@ -6,7 +6,7 @@
     "license": "LGPL-3",
     "author": "zero_sudo",
     "website": "https://github.com/zero-sudo/zero_sudo",
-    "depends": ["base"],
+    "depends": ["zero_sudo"],
     "external_dependencies": {"python": ["zero-sudo", "pika"]},
     "data": [
         "security/security.xml",

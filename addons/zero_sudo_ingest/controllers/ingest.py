@@ -1,8 +1,7 @@
 import json
 import logging
-import threading
 
-from zero_sudo_bus.amqp_pool import AmqpPool, Outgoing, PoolExhausted, PublishNotConfirmed
+from zero_sudo_bus.amqp_pool import CONNECTION_ERRORS, Outgoing, PoolExhausted, PublishNotConfirmed
 from zero_sudo_bus.ingest import (
     EXCHANGE,
     IngestMessage,
@@ -17,36 +16,23 @@ from odoo import http
 from odoo.http import request
 from odoo.tools import config
 
+from odoo.addons.zero_sudo.tools.pools import amqp_pool, amqp_publish
+
 _logger = logging.getLogger(__name__)
 
-DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 # One request body at most: a batch is parsed in memory before anything is published.
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 MAX_MESSAGES_PER_REQUEST = 1000  # a batch is confirmed message by message before the 202
-DEFAULT_POOL_SIZE = 4  # per process: more than the publishing threads a worker usually runs
 RETRY_AFTER_S = 5
 
-_pool_lock = threading.Lock()
-_pools: dict[str, AmqpPool] = {}
+_declared: set[str] = set()  # databases whose topology this process declared (broker state: once is enough)
 
 
-def _setting(key, default):
-    return config.get_misc("zero_sudo", key, default)
-
-
-def amqp_pool(db_name: str) -> AmqpPool:
-    """The process's pool for ``db_name``: created once, reused by every request and thread."""
-    pool = _pools.get(db_name)
-    if pool is None:
-        with _pool_lock:
-            pool = _pools.get(db_name)
-            if pool is None:
-                pool = _pools[db_name] = AmqpPool(
-                    _setting("amqp_url", DEFAULT_AMQP_URL),
-                    size=int(_setting("amqp_pool_size", DEFAULT_POOL_SIZE)),
-                    setup=lambda channel: _declare_topology(channel, db_name),
-                )
-    return pool
+def _ensure_topology(db_name):
+    if db_name not in _declared:
+        with amqp_pool().channel() as channel:
+            _declare_topology(channel, db_name)
+        _declared.add(db_name)
 
 
 def _declare_topology(channel, db_name):
@@ -75,7 +61,7 @@ class IngestController(http.Controller):
         422 a message breaks the stream's schema (reasons per message; nothing is queued);
         503 RabbitMQ unavailable, with Retry-After.
         """
-        limit = int(_setting("ingest_max_body_bytes", DEFAULT_MAX_BODY_BYTES))
+        limit = int(config.get_misc("zero_sudo", "ingest_max_body_bytes", DEFAULT_MAX_BODY_BYTES))
         length = request.httprequest.content_length
         if length is None:
             return _error(411, "a Content-Length header is required")
@@ -112,8 +98,9 @@ class IngestController(http.Controller):
         if problems:
             return _error(422, "messages do not match the stream's schema; nothing was queued", messages=problems)
         try:
-            amqp_pool(request.db).publish_confirmed(EXCHANGE, outgoing)
-        except (PublishNotConfirmed, PoolExhausted) as exc:
+            _ensure_topology(request.db)
+            amqp_publish(EXCHANGE, outgoing)  # through zero_sudo's module-level pool
+        except (PublishNotConfirmed, PoolExhausted, *CONNECTION_ERRORS) as exc:
             _logger.warning("ingest publish failed stream=%s messages=%d error=%s", code, len(outgoing), exc)
             return _error(
                 503, "the message queue is unavailable; retry the whole batch later (what was already queued is de-duplicated)"

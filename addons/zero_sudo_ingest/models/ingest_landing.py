@@ -33,7 +33,7 @@ class IngestLanding(models.Model):
     _order = "id desc"
 
     stream_id = fields.Many2one("zero_sudo.ingest.stream", required=True, index=True, ondelete="cascade")
-    external_id = fields.Char(string="External ID", required=True, size=255)
+    external_id = fields.Char(string="External ID", required=True, size=255, index="trigram")
     payload = fields.Json(readonly=True)
     state = fields.Selection(
         [("landed", "Landed"), ("done", "Materialized"), ("failed", "Failed")], required=True, default="landed", index=True

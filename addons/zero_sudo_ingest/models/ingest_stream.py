@@ -18,9 +18,10 @@ class IngestStream(models.Model):
     _description = "Ingestion stream"
     _order = "code"
 
-    name = fields.Char(required=True)
+    name = fields.Char(required=True, index="trigram")
     code = fields.Char(
         required=True,
+        index="trigram",
         help="Appears in the endpoint URL /zero_sudo/ingest/<code> and in RabbitMQ routing keys: "
         "1-64 characters of a-z, 0-9, _ and -.",
     )

@@ -11,7 +11,7 @@ from zero_sudo_bus.ingest import decode_ingest_message, landing_queue
 from odoo import fields
 from odoo.tests import HttpCase, new_test_user, tagged
 
-from odoo.addons.zero_sudo_ingest.controllers import ingest
+from odoo.addons.zero_sudo.tools import pools
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -91,22 +91,23 @@ class TestIngestEndpoint(HttpCase):
         )
         self.assertEqual(self.queued(), [])
 
+    def _swap_pool(self, replacement):
+        """Run with another process pool (a fresh one, or one whose broker is down)."""
+        saved = pools._amqp_pool.built()
+        pools._amqp_pool._value = replacement
+        self.addCleanup(setattr, pools._amqp_pool, "_value", saved)
+
     def test_rabbitmq_down_is_a_503_with_retry_after_never_a_202(self):
-        db = self.env.cr.dbname
-        saved = ingest._pools.get(db)
-        ingest._pools[db] = AmqpPool("amqp://guest:guest@127.0.0.1:%d/" % _closed_port(), size=2)
-        self.addCleanup(lambda: ingest._pools.__setitem__(db, saved) if saved else ingest._pools.pop(db, None))
+        self._swap_pool(AmqpPool("amqp://guest:guest@127.0.0.1:%d/" % _closed_port(), size=2))
         response = self.post({"id": "A-9", "amount": 1})
         self.assertEqual(response.status_code, 503)
         self.assertEqual(response.headers["Retry-After"], "5")
 
     def test_a_thousand_requests_use_no_more_connections_than_the_pool(self):
-        db = self.env.cr.dbname
-        saved = ingest._pools.pop(db, None)
-        self.addCleanup(lambda: ingest._pools.__setitem__(db, saved) if saved else None)
+        self._swap_pool(None)
         with ThreadPoolExecutor(max_workers=12) as clients:
             statuses = list(clients.map(lambda n: self.post({"id": "P-%d" % n, "amount": n}).status_code, range(1000)))
         self.assertEqual(statuses, [202] * 1000)
-        pool = ingest._pools[db]
+        pool = pools.amqp_pool()
         self.assertLessEqual(pool.opened, pool.size)
         self.assertEqual(len(self.queued()), 1000)

@@ -1,0 +1,2 @@
+from . import controllers, models
+from .patches import install as post_load

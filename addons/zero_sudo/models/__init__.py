@@ -1,0 +1,1 @@
+from . import change_event_mixin, res_users, security_utils, task

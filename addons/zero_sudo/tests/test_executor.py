@@ -1,0 +1,103 @@
+from unittest.mock import patch
+
+from odoo.tests import HttpCase, TransactionCase, new_test_user, tagged
+
+from ..tools.exceptions import ExecutorFull, TaskTargetError
+from ..tools.executor import BoundedExecutor
+from ..tools.offload import executor
+from .common import real_env, wait_until
+
+
+def _state(registry, task_id):
+    with registry.cursor() as cr:
+        cr.execute("SELECT state, error FROM zero_sudo_task WHERE id = %s", [task_id])
+        return cr.fetchone()
+
+
+@tagged("post_install", "-at_install", "zero_sudo")
+class TestTasks(TransactionCase):
+    """Tasks run in their own committed cursors, so these tests commit and clean up."""
+
+    def setUp(self):
+        super().setUp()
+        self.env_ = real_env(self.registry)
+        self.partner = self.env_["res.partner"].create({"name": "zero_sudo task target"})
+        self.env_.cr.commit()
+        self.addCleanup(self._cleanup)
+
+    def _cleanup(self):
+        self.env_.cr.rollback()
+        self.env_.cr.execute("DELETE FROM zero_sudo_task WHERE res_model = 'res.partner' AND res_ids::text = %s", ["[%d]" % self.partner.id])
+        self.partner.unlink()
+        self.env_.cr.commit()
+        self.env_.cr.close()
+
+    def test_a_task_runs_in_its_own_cursor_and_commits(self):
+        task = self.env_["zero_sudo.task"]._submit(self.partner, "write", [{"comment": "written in the background"}])
+        wait_until(lambda: _state(self.registry, task.id)[0] == "done", what="the task to finish")
+        self.env_.cr.rollback()  # a new snapshot
+        self.assertEqual(self.partner.comment, "<p>written in the background</p>")
+
+    def test_a_failing_task_records_its_error_and_rolls_its_work_back(self):
+        task = self.env_["zero_sudo.task"]._submit(self.partner, "write", [{"comment": "half", "no_such_field": 1}])
+        state, error = wait_until(lambda: (row := _state(self.registry, task.id))[0] == "failed" and row, what="the task to fail")
+        self.assertIn("no_such_field", error)
+        self.env_.cr.rollback()
+        self.assertFalse(self.partner.comment)
+
+    def test_an_unknown_method_is_refused_before_anything_is_queued(self):
+        with self.assertRaises(TaskTargetError):
+            self.env_["zero_sudo.task"]._submit(self.partner, "no_such_method")
+        self.assertFalse(self.env_["zero_sudo.task"].search([("res_ids", "=", [self.partner.id])]))
+
+    def test_a_full_executor_refuses_and_records_nothing(self):
+        small = BoundedExecutor(max_workers=1, max_queued=0, retry_after=7)
+        slot = small.reserve()  # the one running slot is taken
+        self.addCleanup(small.shutdown)
+        self.addCleanup(slot.release)
+        with patch.object(executor, "get", return_value=small):
+            with self.assertRaises(ExecutorFull) as caught:
+                self.env_["zero_sudo.task"]._submit(self.partner, "write", [{"comment": "x"}])
+        self.assertEqual(caught.exception.retry_after, 7)
+        self.assertFalse(self.env_["zero_sudo.task"].search([("res_ids", "=", [self.partner.id])]))
+
+
+@tagged("post_install", "-at_install", "zero_sudo")
+class TestTaskEndpoints(HttpCase):
+    def setUp(self):
+        super().setUp()
+        self.owner = new_test_user(self.env, "task_owner", password="task_owner_pw1")
+        self.partner = self.env["res.partner"].create({"name": "retry target"})
+        self.failed = (
+            self.env["zero_sudo.task"]
+            .sudo()  # test setup: a failed task as the executor would have recorded it
+            .create({"name": "import", "state": "failed", "error": "ValueError: boom", "user_id": self.owner.id,
+                     "res_model": "res.partner", "res_ids": self.partner.ids, "method": "write", "args": [{"no_such_field": 1}]})
+        )
+        self.authenticate("task_owner", "task_owner_pw1")
+
+    def test_status_endpoint_shows_own_tasks_only(self):
+        response = self.url_open("/zero_sudo/task/%d" % self.failed.id)
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual((response.json()["state"], response.json()["error"]), ("failed", "ValueError: boom"))
+        foreign = self.failed.copy({"user_id": self.env.ref("base.user_admin").id})
+        self.assertEqual(self.url_open("/zero_sudo/task/%d" % foreign.id).status_code, 404)
+
+    def test_full_executor_answers_503_with_retry_after_and_queues_nothing(self):
+        small = BoundedExecutor(max_workers=1, max_queued=1, retry_after=11)
+        slots = [small.reserve(), small.reserve()]
+        self.addCleanup(small.shutdown)
+        count = self.env["zero_sudo.task"].search_count([])
+        with patch.object(executor, "get", return_value=small):
+            response = self.url_open("/zero_sudo/task/%d/retry" % self.failed.id, data=b"go")
+            self.assertEqual(response.status_code, 503)
+            self.assertEqual(response.headers["Retry-After"], "11")
+            self.assertEqual(self.env["zero_sudo.task"].search_count([]), count)
+            slots[1].release()
+            response = self.url_open("/zero_sudo/task/%d/retry" % self.failed.id, data=b"go")
+        slots[0].release()
+        self.assertEqual(response.status_code, 202, response.text)
+        status_url = response.headers["Location"]
+        wait_until(lambda: self.url_open(status_url).json()["state"] == "failed", what="the retried task to fail again")
+        # It ran as its user, who may not write contacts: proof that no superuser ran it.
+        self.assertIn("AccessError", self.url_open(status_url).json()["error"])

@@ -1,0 +1,13 @@
+"""The process's bounded executor for long-running work (see ``zero_sudo.task``)."""
+
+from .config import settings
+from .executor import BoundedExecutor
+from .per_process import PerProcess
+
+
+def _build_executor() -> BoundedExecutor:
+    conf = settings()
+    return BoundedExecutor(conf.executor_max_workers, conf.executor_max_queued, conf.executor_retry_after)
+
+
+executor: PerProcess[BoundedExecutor] = PerProcess(_build_executor)

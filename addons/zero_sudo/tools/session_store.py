@@ -1,0 +1,122 @@
+"""Odoo's HTTP sessions in Redis instead of the filesystem, so any web node serves any user.
+
+Layout and codec come from ``zero_sudo_bus.sessions`` (the gateway reads the same keys). JSON,
+never pickle. Every read refreshes the TTL (``GETEX``), so an active user stays logged in and an
+idle one expires after ``session_ttl`` seconds. Redis being unreachable logs the user out
+(a fresh anonymous session) instead of failing the request.
+"""
+
+import logging
+import re
+
+import redis
+
+from odoo import http
+
+from zero_sudo_bus.sessions import (
+    decode_session,
+    encode_session,
+    session_key,
+    session_uid,
+    user_sessions_key,
+)
+
+from .config import settings
+from .pools import redis_client
+
+_logger = logging.getLogger(__name__)
+
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+# SCAN batch size when revoking devices or pruning indexes: large enough to walk a million keys
+# in a few hundred round trips, small enough that one call never blocks Redis noticeably.
+SCAN_COUNT = 1000
+
+_IDENTIFIER_RE = re.compile(r"^[A-Za-z0-9_-]{42}$")  # Odoo's res.device session identifier
+
+
+class RedisSessionStore:
+    """Drop-in replacement of ``odoo.http.FilesystemSessionStore`` (the methods Odoo calls)."""
+
+    # Odoo's own sid format, validation and rotation are kept as they are.
+    generate_key = http.FilesystemSessionStore.generate_key
+    is_valid_key = http.FilesystemSessionStore.is_valid_key
+    rotate = http.FilesystemSessionStore.rotate
+
+    def __init__(self, session_class: type = http.Session) -> None:
+        conf = settings()
+        self.session_class = session_class
+        self.prefix = conf.session_prefix
+        self.ttl = conf.session_ttl
+
+    def new(self) -> http.Session:
+        return self.session_class({}, self.generate_key(), True)
+
+    def get(self, sid: str) -> http.Session:
+        """The stored session (its TTL refreshed), or a new empty one."""
+        try:
+            data = decode_session(redis_client().getex(session_key(self.prefix, sid), ex=self.ttl))
+        except REDIS_ERRORS as exc:
+            _logger.warning("session store: Redis unreachable, serving a fresh session: %s", exc)
+            data = None
+        if data is None:
+            return self.session_class({}, sid, True)
+        return self.session_class(data, sid, False)
+
+    def save(self, session: http.Session) -> None:
+        """Store the session for ``session_ttl`` seconds, and index it under its user."""
+        key = session_key(self.prefix, session.sid)
+        uid = session_uid(session)
+        try:
+            with redis_client().pipeline(transaction=True) as pipe:
+                pipe.set(key, encode_session(session), ex=self.ttl)
+                if uid is not None and session.get("db"):
+                    index = user_sessions_key(self.prefix, session["db"], uid)
+                    pipe.sadd(index, session.sid)
+                    pipe.expire(index, self.ttl)
+                pipe.execute()
+        except REDIS_ERRORS as exc:
+            _logger.warning("session store: Redis unreachable, session %s... not saved: %s", session.sid[:8], exc)
+
+    def delete(self, session: http.Session) -> None:
+        try:
+            redis_client().delete(session_key(self.prefix, session.sid))
+        except REDIS_ERRORS as exc:
+            _logger.warning("session store: Redis unreachable, session %s... not deleted: %s", session.sid[:8], exc)
+
+    def logout_everywhere(self, db: str, uid: int) -> int:
+        """Delete every session of user ``uid`` of ``db``; returns how many existed."""
+        client = redis_client()
+        index = user_sessions_key(self.prefix, db, uid)
+        sids = [sid.decode() for sid in client.smembers(index)]
+        keys = [session_key(self.prefix, sid) for sid in sids]
+        with client.pipeline(transaction=True) as pipe:
+            if keys:
+                pipe.delete(*keys)
+            pipe.delete(index)
+            deleted = pipe.execute()[0] if keys else 0
+        _logger.info("session store: logged out user %d of %s everywhere (%d sessions)", uid, db, deleted)
+        return deleted
+
+    def delete_from_identifiers(self, identifiers: list[str]) -> None:
+        """Revoke the sessions whose sid starts with one of ``identifiers`` (res.device)."""
+        client = redis_client()
+        for identifier in identifiers:
+            if not _IDENTIFIER_RE.match(identifier):
+                continue  # as Odoo: never let a crafted identifier match other sessions
+            keys = list(client.scan_iter(match=session_key(self.prefix, identifier) + "*", count=SCAN_COUNT))
+            if keys:
+                client.delete(*keys)
+
+    def vacuum(self, max_lifetime: int | None = None) -> None:
+        """Sessions expire by TTL; only the user indexes lose the sids of expired sessions."""
+        client = redis_client()
+        for index in client.scan_iter(match="%suser_sessions:*" % self.prefix, count=SCAN_COUNT):
+            sids = [sid.decode() for sid in client.smembers(index)]
+            with client.pipeline(transaction=False) as pipe:
+                for sid in sids:
+                    pipe.exists(session_key(self.prefix, sid))
+                alive = pipe.execute()
+            dead = [sid for sid, exists in zip(sids, alive, strict=True) if not exists]
+            if dead:
+                client.srem(index, *dead)

@@ -1,0 +1,1 @@
+from . import ir_http, slug_mixin

@@ -1,0 +1,13 @@
+{
+    "name": "zero_sudo test models",
+    "summary": "Models and routes used only by the suite's own tests: never install in production",
+    "version": "18.0.1.0.0",
+    "category": "Hidden/Tests",
+    "license": "LGPL-3",
+    "author": "zero_sudo",
+    "website": "https://github.com/zero-sudo/zero_sudo",
+    "depends": ["zero_sudo_slug"],
+    "data": ["security/ir.model.access.csv"],
+    "installable": True,
+    "application": False,
+}

@@ -1,0 +1,1 @@
+from . import test_slug_mixin, test_trigram_indexes

@@ -1,0 +1,134 @@
+"""make bench-export: zero_sudo_export's streaming export against Odoo's export_data.
+
+Runs with Odoo's Python (scripts/odoo_bench.sh). One process fills res.partner with 1 000 000
+contacts by SQL (each with a parent company, a country and a state: three related fields);
+then, each in a fresh process so that its peak memory is its own, the streaming export of
+the first 10 000, 100 000 and 1 000 000 contacts (name, parent_id.name, country_id.code,
+state_id.name) is written to /dev/null, and Odoo's ``export_data`` of 100 000 is run for
+comparison. RSS growth is the process's peak RSS minus its RSS once Odoo is loaded.
+Last line: BENCH export rows_per_s=… rss_growth_mb_10k=… rss_growth_mb_1m=… queries_per_chunk=…
+odoo_export_data_rss_growth_mb_100k=…
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+FIELDS = ["name", "parent_id.name", "country_id.code", "state_id.name"]
+ODOO_FIELDS = ["name", "parent_id/name", "country_id/code", "state_id/name"]
+SIZES = (10_000, 100_000, 1_000_000)
+COMPANIES = 1000
+
+
+def odoo_env(database: str):
+    import odoo
+    from odoo.modules.registry import Registry
+
+    odoo.tools.config.parse_config(["-c", os.environ["ODOO_RC"], "-d", database])
+    registry = Registry(database)
+    return registry
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def fill(database: str) -> None:
+    from odoo import SUPERUSER_ID, api
+
+    registry = odoo_env(database)
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        belgium = env.ref("base.be")
+        states = env["res.country.state"].search([], limit=50).ids
+        companies = env["res.partner"].create([{"name": "Bench Company %d" % n, "is_company": True} for n in range(COMPANIES)])
+        env.flush_all()
+        cr.execute(
+            """INSERT INTO res_partner (name, complete_name, active, type, is_company, parent_id, country_id, state_id,
+                                        commercial_partner_id, create_date, write_date)
+               SELECT 'Bench Contact ' || n, 'Bench Contact ' || n, true, 'contact', false,
+                      (%s::int[])[1 + n %% %s], %s, (%s::int[])[1 + n %% %s], NULL, now(), now()
+                 FROM generate_series(1, %s) AS n""",
+            (companies.ids, COMPANIES, belgium.id, states, len(states), SIZES[-1]),
+        )
+        cr.commit()
+
+
+def measure(database: str, size: int, mode: str) -> dict:
+    """Child-process mode: export the first ``size`` contacts one way, report the figures."""
+    from odoo import SUPERUSER_ID, api
+
+    registry = odoo_env(database)
+    with registry.cursor() as cr:
+        env = api.Environment(cr, SUPERUSER_ID, {})
+        cr.execute("SELECT id FROM res_partner WHERE name LIKE 'Bench Contact %%' ORDER BY id OFFSET %s LIMIT 1", (size - 1,))
+        domain = [("name", "=like", "Bench Contact %"), ("id", "<=", cr.fetchone()[0])]
+        env["res.partner"].search([], limit=1)  # load what every request loads
+        baseline, queries, started = peak_rss_mb(), cr.sql_log_count, time.perf_counter()
+        if mode == "stream":
+            from odoo.addons.zero_sudo_export.tools.streaming import render
+
+            with open(os.devnull, "wb") as sink:
+                for piece in render(env["zero_sudo.export"]._export_rows("res.partner", domain, FIELDS), "json"):
+                    sink.write(piece)
+        else:
+            records = env["res.partner"].search(domain)
+            len(records.export_data(ODOO_FIELDS)["datas"])
+        elapsed = time.perf_counter() - started
+        chunks = -(-size // 1000) + 1
+        return {
+            "rows_per_s": size / elapsed,
+            "rss_growth_mb": peak_rss_mb() - baseline,
+            "queries_per_chunk": (cr.sql_log_count - queries) / chunks,
+        }
+
+
+def run_child(database: str, size: int, mode: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--database", database, "--measure", str(size), mode],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database", required=True)
+    parser.add_argument("--measure", nargs=2, metavar=("SIZE", "MODE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.database, int(args.measure[0]), args.measure[1])))
+        return
+    fill(args.database)
+    stream = {}
+    for size in SIZES:
+        stream[size] = run_child(args.database, size, "stream")
+        print(
+            "stream %8d rows: %7.0f rows/s, RSS growth %6.1f MB, %.1f queries per chunk"
+            % (size, stream[size]["rows_per_s"], stream[size]["rss_growth_mb"], stream[size]["queries_per_chunk"]),
+            flush=True,
+        )
+    odoo = run_child(args.database, 100_000, "export_data")
+    print("export_data 100000 rows: %7.0f rows/s, RSS growth %6.1f MB" % (odoo["rows_per_s"], odoo["rss_growth_mb"]), flush=True)
+    print(
+        "BENCH export rows_per_s=%.0f rss_growth_mb_10k=%.1f rss_growth_mb_1m=%.1f queries_per_chunk=%.1f odoo_export_data_rss_growth_mb_100k=%.1f"
+        % (
+            stream[100_000]["rows_per_s"],
+            stream[10_000]["rss_growth_mb"],
+            stream[1_000_000]["rss_growth_mb"],
+            stream[1_000_000]["queries_per_chunk"],
+            odoo["rss_growth_mb"],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

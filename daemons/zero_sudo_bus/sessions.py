@@ -1,0 +1,60 @@
+"""Odoo HTTP sessions in Redis: the key layout and the JSON codec, shared by the ``zero_sudo``
+addon (which writes sessions) and the gateway (which reads ``uid``/``db`` to authenticate a
+``session_id`` cookie).
+
+Layout, under a deployment-wide prefix (``zero_sudo:`` by default):
+
+* ``<prefix>session:<sid>``: the session, a JSON object (``uid``, ``db``, ``login``, ``context``…),
+  with a TTL refreshed on every use;
+* ``<prefix>user_sessions:<db>:<uid>``: a set of the sids a user logged in with, so that all of
+  them can be deleted at once ("log out everywhere"). It expires with the user's last session.
+
+JSON only, never pickle: whoever can write to Redis must not be able to run code in Odoo.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+DEFAULT_PREFIX = "zero_sudo:"
+
+
+def session_key(prefix: str, sid: str) -> str:
+    """The Redis key holding session ``sid``."""
+    if not sid:
+        raise ValueError("session id must not be empty")
+    return "%ssession:%s" % (prefix, sid)
+
+
+def user_sessions_key(prefix: str, db: str, uid: int) -> str:
+    """The Redis set of the sids of user ``uid`` of database ``db``."""
+    if not db or type(uid) is not int:
+        raise ValueError("a user index needs a database name and an int uid")
+    return "%suser_sessions:%s:%d" % (prefix, db, uid)
+
+
+def encode_session(data: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON of the session; a value JSON cannot hold raises ``TypeError``."""
+    return json.dumps(dict(data), separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def decode_session(raw: bytes | str | None) -> dict[str, Any] | None:
+    """The session stored as ``raw``, or None when it is missing or not a JSON object.
+
+    None means "no session": the caller starts a fresh, logged-out one instead of failing.
+    """
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return data if type(data) is dict else None
+
+
+def session_uid(data: Mapping[str, Any] | None) -> int | None:
+    """The logged-in user of a decoded session (None when anonymous or half-logged-in)."""
+    uid = data.get("uid") if data else None
+    return uid if type(uid) is int else None
