@@ -98,7 +98,12 @@ def test_rabbitmq_restarted_during_publishing(pg_db, private_rabbit):
         thread.join(180)
         assert not thread.is_alive()
         assert refused > 0, "the restart should have been felt by the publisher"
-        wait_until(lambda: landed_count(pg_db) == len(confirmed) == 3000, timeout=120, what="every confirmed message landed")
+        wait_until(
+            lambda: landed_count(pg_db) == len(confirmed) == 3000,
+            timeout=120,
+            what="every confirmed message landed (landed %d; daemon log: %s)"
+            % (landed_count(pg_db), "".join(daemon.output[-25:])),
+        )
     finally:
         stop.set()
         daemon.kill()

@@ -38,6 +38,7 @@ from zero_sudo_bus.ingest import (
 )
 from zero_sudo_bus.protocol import PG_CHANNEL, Op, encode_notify_payloads
 
+from .amqp_session import amqp_connection
 from .batching import BatchWindow
 from .errors import ConnectionLost
 from .landing_plan import LandingPlan, LandingRow, decode_batch, plan_landing, stream_codes
@@ -70,8 +71,10 @@ TRANSIENT_ERRORS = (
     asyncio.TimeoutError,
     psycopg2.OperationalError,
     psycopg2.errors.UndefinedTable,  # the addon is not installed (yet): wait for it
-    aiormq.exceptions.AMQPConnectionError,
-    aio_pika.exceptions.ChannelInvalidStateError,
+    # Anything the broker answers, channel closed or delivery refused included: the messages
+    # stay queued, and a new session retries them after a backoff.
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
 )
 
 
@@ -122,13 +125,8 @@ class LandingDaemon:
         pg = await AsyncPgConnection.connect(CONNECT_TIMEOUT_S, application_name=CLIENT_NAME, **self.settings.libpq_kwargs())
         try:
             await pg.fetchval("SELECT 1 FROM %s LIMIT 0" % LANDING_TABLE)  # the addon's table is there
-            amqp = await aio_pika.connect(
-                self.settings.amqp_url, timeout=CONNECT_TIMEOUT_S, client_properties={"connection_name": CLIENT_NAME}
-            )
-            try:
+            async with amqp_connection(self.settings.amqp_url, CLIENT_NAME) as amqp:
                 await self._consume(pg, amqp, stopping)
-            finally:
-                await amqp.close()
         finally:
             pg.close()
 

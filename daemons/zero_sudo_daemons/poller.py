@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from zero_sudo_bus.backoff import Backoff
 from zero_sudo_bus.ingest import EXCHANGE, encode_ingest_message, routing_key
 
+from .amqp_session import amqp_connection
 from .errors import ConfigurationError, ConnectionLost, ZeroSudoDaemonError
 from .polling import CircuitBreaker, ConditionalState, Source, extract_messages, jittered, load_sources
 from .runtime import daemon_main, supervise, wait_or_stop
@@ -40,17 +41,18 @@ from .settings import Settings
 _logger = logging.getLogger("zero_sudo.poller")
 
 CLIENT_NAME = "zero_sudo_poller"
-CONNECT_TIMEOUT_S = 5.0
 MAX_ANSWER_BYTES = 16 * 1024 * 1024  # one answer is held in memory while it is parsed
 PUBLISH_CHUNK = 500  # confirmations awaited together: the broker confirms in batches too
 BREAKER_THRESHOLD = 5
 BREAKER_COOLDOWN_S = 60.0
 
+# Anything the broker answers (channel closed, publish refused): the poll is not remembered
+# as done, so a new session polls it again after a backoff.
 TRANSIENT_ERRORS = (
     OSError,
     asyncio.TimeoutError,
-    aiormq.exceptions.AMQPConnectionError,
-    aio_pika.exceptions.ChannelInvalidStateError,
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
 )
 
 
@@ -114,10 +116,7 @@ class Poller:
         await supervise("poller", lambda: self._session(stopping), stopping, TRANSIENT_ERRORS, on_failure=on_failure)
 
     async def _session(self, stopping: asyncio.Event) -> None:
-        amqp = await aio_pika.connect(
-            self.settings.amqp_url, timeout=CONNECT_TIMEOUT_S, client_properties={"connection_name": CLIENT_NAME}
-        )
-        try:
+        async with amqp_connection(self.settings.amqp_url, CLIENT_NAME) as amqp:
             channel = await amqp.channel(publisher_confirms=True)
             exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
             timeout = aiohttp.ClientTimeout(total=self.settings.poller_timeout_ms / 1000)
@@ -141,8 +140,6 @@ class Poller:
                 finally:
                     for task in (*pollers, closed, stop):
                         task.cancel()
-        finally:
-            await amqp.close()
 
     async def _poll_forever(
         self, source: Source, http: aiohttp.ClientSession, exchange: AbstractExchange, stopping: asyncio.Event
