@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test lint test-daemons test-odoo services venv bench-relay bench-drivers bench-ingest bench-export
+.PHONY: run test lint browser test-daemons test-odoo services venv bench-relay bench-drivers bench-ingest bench-gateway bench-export bench-cache
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -17,12 +17,15 @@ $(VENV)/.installed: pyproject.toml
 services:
 	bash scripts/ensure_services.sh
 
+browser:
+	bash scripts/ensure_browser.sh
+
 ## The main job: every daemon, against PostgreSQL, Redis and RabbitMQ on localhost.
 run: venv services
 	$(VENV)/bin/zero-sudo-daemons
 
 ## The whole test suite: lint, the Odoo suites when Odoo is found, then daemons and library.
-test: venv services lint
+test: venv services browser lint
 	bash scripts/odoo_tests.sh
 	$(PY) -m pytest tests/
 
@@ -45,5 +48,11 @@ bench-drivers: venv services
 bench-ingest: venv services
 	$(PY) benchmarks/bench_ingest.py
 
+bench-gateway: venv services
+	$(PY) benchmarks/bench_gateway.py
+
 bench-export: services
 	bash scripts/odoo_bench.sh export benchmarks/bench_export.py
+
+bench-cache: services
+	bash scripts/odoo_bench.sh cache benchmarks/bench_cache.py

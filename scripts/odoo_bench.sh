@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run a benchmark that needs a real Odoo 18: NAME SCRIPT [ARGS...]. Without Odoo, print
 # "BENCH NAME skipped=no-odoo" and succeed. The script runs with Odoo's Python, on a fresh
-# database (zs_bench_NAME) where every addon of this repository is installed.
+# database (zs_bench_NAME) where every addon of this repository is installed (zero_sudo_test
+# included: it holds the benchmarks' own models and routes).
 set -euo pipefail
 name=$1; script=$2; shift 2
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,7 +18,7 @@ trap 'rm -rf "$work"' EXIT
 "$ODOO_PY" -m pip install -q --disable-pip-version-check -e "$repo[odoo]" >/dev/null
 write_odoo_conf "$work/odoo.conf" "$db" "$work"
 fresh_database "$db"
-modules=$(cd "$repo/addons" && for d in */; do if [ -f "$d/__manifest__.py" ] && [ "$d" != "zero_sudo_test/" ]; then printf '%s,' "${d%/}"; fi; done)
+modules=$(cd "$repo/addons" && for d in */; do if [ -f "$d/__manifest__.py" ]; then printf '%s,' "${d%/}"; fi; done)
 "$ODOO_PY" "$ODOO_BIN" -c "$work/odoo.conf" -d "$db" -i "${modules%,}" --stop-after-init --log-level=warn >"$work/install.log" 2>&1 \
   || { echo "installing the addons failed:"; tail -n 20 "$work/install.log"; exit 1; }
-ODOO_RC="$work/odoo.conf" PYTHONPATH="$ODOO_SRC${PYTHONPATH:+:$PYTHONPATH}" "$ODOO_PY" "$repo/$script" --database "$db" "$@"
+ODOO_RC="$work/odoo.conf" ODOO_BIN="$ODOO_BIN" PYTHONPATH="$ODOO_SRC${PYTHONPATH:+:$PYTHONPATH}" "$ODOO_PY" "$repo/$script" --database "$db" "$@"

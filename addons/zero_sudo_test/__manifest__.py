@@ -1,6 +1,6 @@
 {
     "name": "zero_sudo test models",
-    "summary": "Models and routes used only by the suite's own tests: never install in production",
+    "summary": "Models and routes used only by the suite's own tests and benchmarks: never install in production",
     "version": "18.0.1.0.0",
     "category": "Hidden/Tests",
     "license": "LGPL-3",

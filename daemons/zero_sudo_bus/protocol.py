@@ -89,6 +89,21 @@ def bus_channel(db_name: str) -> str:
     return "zero_sudo:%s:events" % db_name
 
 
+def user_channel_prefix(db_name: str) -> str:
+    """What every user channel of ``db_name`` starts with (gateways subscribe to it + ``*``)."""
+    if not db_name:
+        raise ValueError("database name must not be empty")
+    return "zero_sudo:%s:user:" % db_name
+
+
+def user_channel(db_name: str, uid: int) -> str:
+    """The Redis pub/sub channel Odoo publishes user ``uid``'s notifications to (a JSON object
+    per message); gateways push them to that user's ``user:<uid>`` subscribers."""
+    if type(uid) is not int or uid < 1:
+        raise ValueError("uid must be a positive int, got %r" % (uid,))
+    return "%s%d" % (user_channel_prefix(db_name), uid)
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """A payload or message that is not in the protocol; ``reason`` is a stable short code."""

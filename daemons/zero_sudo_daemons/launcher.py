@@ -22,6 +22,7 @@ DAEMONS: dict[str, str] = {
     "relay": "zero_sudo_daemons.relay",
     "landing": "zero_sudo_daemons.landing",
     "poller": "zero_sudo_daemons.poller",
+    "gateway": "zero_sudo_daemons.gateway",
 }
 
 SHUTDOWN_GRACE_S = 20.0  # a child still running this long after SIGTERM is killed

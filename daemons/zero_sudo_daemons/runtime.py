@@ -114,7 +114,9 @@ class Daemon(Protocol):
     async def run(self, stopping: asyncio.Event) -> None: ...
 
 
-DaemonFactory = Callable[[Settings], tuple[Daemon, str, int]]
+# (daemon, ops host, ops port); (daemon, None, None) for a daemon whose own HTTP server
+# answers /healthz and /metrics (the gateway).
+DaemonFactory = Callable[[Settings], tuple[Daemon, str | None, int | None]]
 
 
 async def serve_with_ops(daemon: Daemon, host: str, port: int, stopping: asyncio.Event) -> None:
@@ -139,4 +141,6 @@ def daemon_main(prog: str, description: str, argv: Sequence[str] | None, build: 
         print("%s: %s" % (prog, exc), file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    if host is None or port is None:
+        return run_daemon(daemon.run)
     return run_daemon(lambda stopping: serve_with_ops(daemon, host, port, stopping))

@@ -55,6 +55,23 @@ OPTIONS: tuple[Option, ...] = (
     Option("poller_sources", str, "", "JSON file listing the sources to poll (empty: none)"),
     Option("poller_concurrency", int, 8, "sources fetched at the same time at most"),
     Option("poller_timeout_ms", int, 10_000, "timeout of one fetch, connect to last byte"),
+    Option("gateway_host", str, "127.0.0.1", "gateway WebSocket, /healthz and /metrics listen address"),
+    Option("gateway_port", int, 9104, "gateway port: WebSocket at /ws, plus /healthz, /metrics, /demo.html (0: any free port)"),
+    Option(
+        "gateway_allowed_origins",
+        str,
+        "http://localhost:8069,http://127.0.0.1:8069,http://localhost:9104,http://127.0.0.1:9104",
+        "Origin headers allowed to open a WebSocket, comma-separated (* for any)",
+    ),
+    Option("gateway_token_secret", str, "", "HMAC secret Odoo signs gateway tokens with (empty: tokens refused)"),
+    Option("session_prefix", str, "zero_sudo:", "Redis key prefix of the zero_sudo addon's Odoo sessions (the addon's own key)"),
+    Option("gateway_max_connections", int, 16_000, "WebSocket connections per gateway process at most (beyond: HTTP 503)"),
+    Option("gateway_max_frame_bytes", int, 8192, "largest inbound WebSocket message; beyond, the connection is closed (1009)"),
+    Option("gateway_max_buffer_bytes", int, 262_144, "outgoing bytes queued per connection; beyond, it is closed (1013)"),
+    Option("gateway_commands_per_s", int, 5, "client commands per second on average; beyond the burst: closed (1008)"),
+    Option("gateway_command_burst", int, 20, "client commands allowed in a burst"),
+    Option("gateway_ping_interval_s", int, 20, "seconds between pings to each client"),
+    Option("gateway_ping_timeout_s", int, 20, "a client that does not answer a ping within this is closed"),
 )
 
 
@@ -82,6 +99,18 @@ class Settings:
     poller_sources: str
     poller_concurrency: int
     poller_timeout_ms: int
+    gateway_host: str
+    gateway_port: int
+    gateway_allowed_origins: str
+    gateway_token_secret: str
+    session_prefix: str
+    gateway_max_connections: int
+    gateway_max_frame_bytes: int
+    gateway_max_buffer_bytes: int
+    gateway_commands_per_s: int
+    gateway_command_burst: int
+    gateway_ping_interval_s: int
+    gateway_ping_timeout_s: int
 
     def libpq_kwargs(self) -> dict[str, Any]:
         """libpq connection keywords (empty user/password: libpq's own defaults)."""
@@ -174,6 +203,13 @@ def resolve_settings(argv: Sequence[str], environ: Mapping[str, str], prog: str 
         "landing_prefetch",
         "poller_concurrency",
         "poller_timeout_ms",
+        "gateway_max_connections",
+        "gateway_max_frame_bytes",
+        "gateway_max_buffer_bytes",
+        "gateway_commands_per_s",
+        "gateway_command_burst",
+        "gateway_ping_interval_s",
+        "gateway_ping_timeout_s",
     ):
         if getattr(settings, name) < 1:
             raise ConfigurationError("%s must be at least 1" % name)

@@ -115,7 +115,7 @@ class TestSlugRoute(HttpCase):
         article = self.env["zero_sudo.test.article"].create({"name": "Route Me"})
         response = self.url_open("/zero_sudo_test/article/route-me")
         self.assertEqual(response.status_code, 200)
-        self.assertEqual(response.json(), {"id": article.id, "name": "Route Me"})
+        self.assertEqual({key: response.json()[key] for key in ("id", "name")}, {"id": article.id, "name": "Route Me"})
         for missing in ("no-such-slug", "Route-Me", "r%C3%A9", "x" * 5000, "a--b"):
             with self.subTest(missing=missing):
                 self.assertEqual(self.url_open("/zero_sudo_test/article/" + missing).status_code, 404)

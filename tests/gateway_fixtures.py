@@ -1,0 +1,196 @@
+"""Gateway test helpers: a real gateway process on a port of 8700-8799, and clients.
+
+Tests talk to it with websockets' synchronous client (one thread per client, plain code),
+or with a raw socket when a client must misbehave below what a WebSocket library allows.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from conftest import REDIS_URL, wait_until
+from zero_sudo_bus.tokens import sign_token
+
+SECRET = "test-gateway-secret"
+PORTS = range(8700, 8800)  # the range the project reserves for gateways started by tests
+
+
+def free_gateway_port() -> int:
+    """A port of :data:`PORTS` nobody listens on (checked by binding it)."""
+    for port in random.sample(PORTS, len(PORTS)):
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    pytest.fail("no free port in 8700-8799")
+
+
+def token_for(db: str, channels: list[str], uid: int = 2, ttl: int = 300, secret: str = SECRET) -> str:
+    return sign_token(secret, uid, db, channels, int(time.time()) + ttl)
+
+
+class GatewayProcess:
+    """``python -m zero_sudo_daemons.gateway`` in a subprocess, with its log collected."""
+
+    def __init__(self, db: str, *extra: str, redis_url: str = REDIS_URL, port: int | None = None) -> None:
+        self.db = db
+        self.port = port or free_gateway_port()
+        self.origin = "http://127.0.0.1:%d" % self.port
+        argv = [
+            sys.executable,
+            "-m",
+            "zero_sudo_daemons.gateway",
+            "--db-name",
+            db,
+            "--redis-url",
+            redis_url,
+            "--gateway-port",
+            str(self.port),
+            "--gateway-token-secret",
+            SECRET,
+            "--gateway-allowed-origins",
+            "http://allowed.example,%s" % self.origin,
+            "--log-format",
+            "text",
+            *extra,
+        ]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.output: list[str] = []
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _collect(self) -> None:
+        for line in self.proc.stdout:
+            self.output.append(line)
+
+    @property
+    def url(self) -> str:
+        return "ws://127.0.0.1:%d/ws" % self.port
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path), timeout=5) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError:
+            return 0, ""
+
+    def healthy(self) -> bool:
+        return self.get("/healthz")[0] == 200
+
+    def wait_healthy(self) -> GatewayProcess:
+        wait_until(self.healthy, 20, what="gateway healthy (log: %s)" % "".join(self.output[-20:]))
+        return self
+
+    def metric(self, sample: str) -> float:
+        """The sum of the samples named ``sample`` (a name, or a name with its labels)."""
+        total = 0.0
+        for line in self.get("/metrics")[1].splitlines():
+            name, _, value = line.rpartition(" ")
+            if name == sample or name.startswith(sample + "{"):
+                total += float(value)
+        return total
+
+    def rss_kib(self) -> int:
+        with open("/proc/%d/status" % self.proc.pid) as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+@pytest.fixture
+def start_gateway():
+    gateways: list[GatewayProcess] = []
+
+    def start(db: str, *extra: str, **kwargs) -> GatewayProcess:
+        gateway = GatewayProcess(db, *extra, **kwargs)
+        gateways.append(gateway)
+        return gateway.wait_healthy()
+
+    yield start
+    for gateway in gateways:
+        if gateway.proc.poll() is None:
+            gateway.proc.kill()
+            gateway.proc.wait()
+
+
+def open_client(
+    gateway: GatewayProcess, origin: str | None = "http://allowed.example", cookie: str | None = None
+) -> ClientConnection:
+    headers = {"Cookie": cookie} if cookie else None
+    # legacy=True: a plain connection object, not a context manager; the gateway's teardown
+    # closes whatever a test leaves open.
+    return connect(gateway.url, origin=origin, additional_headers=headers, open_timeout=10, compression=None, legacy=True)
+
+
+def receive(client: ClientConnection, timeout: float = 10.0) -> dict:
+    return json.loads(client.recv(timeout))
+
+
+def receive_until(client: ClientConnection, kind: str, timeout: float = 10.0) -> dict:
+    """The next message of type ``kind`` (``t``), skipping others (e.g. resyncs)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        message = receive(client, max(0.01, deadline - time.monotonic()))
+        if message["t"] == kind:
+            return message
+
+
+def authenticated_client(gateway: GatewayProcess, channels: list[str], uid: int = 2, grants: list[str] | None = None):
+    """A token client subscribed to ``channels`` (granted ``grants``, default the same)."""
+    client = open_client(gateway)
+    client.send(json.dumps({"op": "auth", "token": token_for(gateway.db, grants or channels, uid)}))
+    assert receive(client)["t"] == "hello"
+    client.send(json.dumps({"op": "sub", "ch": channels}))
+    reply = receive_until(client, "subscribed")
+    return client, reply
+
+
+class RawClient:
+    """A WebSocket client on a bare socket: it can stop reading, with a tiny receive buffer."""
+
+    def __init__(self, port: int, receive_buffer: int = 4096) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            (
+                "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (port, key)
+            ).encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+    def send_text(self, text: str) -> None:
+        """One masked text frame (RFC 6455 5.3: clients mask; the zero key is valid)."""
+        payload = text.encode()
+        assert len(payload) < 65536
+        length = bytes([0x80 | len(payload)]) if len(payload) < 126 else bytes([0x80 | 126]) + len(payload).to_bytes(2, "big")
+        self.sock.sendall(b"\x81" + length + b"\0\0\0\0" + payload)
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,284 @@
+"""The gateway against real PostgreSQL, Redis and relay: fan-out, every defence, failures."""
+
+import json
+import secrets
+import signal
+import time
+
+import gateway_fixtures
+import pytest
+from gateway_fixtures import (
+    SECRET,
+    RawClient,
+    authenticated_client,
+    open_client,
+    receive,
+    receive_until,
+    token_for,
+)
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from conftest import notify, wait_until
+from zero_sudo_bus.protocol import (
+    Op,
+    bus_channel,
+    encode_change_message,
+    encode_flush_message,
+    encode_notify_payloads,
+    model_key,
+    user_channel,
+)
+from zero_sudo_bus.sessions import encode_session, session_key
+
+start_gateway = gateway_fixtures.start_gateway  # the fixture, for this module's tests
+
+
+def closed_with(client, timeout: float = 10.0):
+    """The close frame the gateway sent: (code, reason), after reading what came before."""
+    with pytest.raises(ConnectionClosed) as info:
+        deadline = time.monotonic() + timeout
+        while True:
+            client.recv(max(0.01, deadline - time.monotonic()))
+    return info.value.rcvd.code, info.value.rcvd.reason
+
+
+@pytest.fixture
+def bus_db():
+    """A database name for gateways that need no PostgreSQL (events published to Redis)."""
+    return "zs_gw_test_" + secrets.token_hex(4)
+
+
+def test_notify_reaches_subscribed_clients_through_relay_and_gateway(pg_db, start_relay, start_gateway):
+    relay = start_relay(pg_db)
+    relay.wait_role("active")
+    gateway = start_gateway(pg_db)
+    partners, reply = authenticated_client(gateway, ["model:res.partner"])
+    assert reply["ch"] == ["model:res.partner"]
+    users, _ = authenticated_client(gateway, ["model:res.users"])
+    (payload,) = encode_notify_payloads("res.partner", Op.WRITE, [1, 2, 3])
+    notify(pg_db, payload)
+    event = receive_until(partners, "event")
+    assert {k: event[k] for k in ("ch", "model", "op", "ids")} == {
+        "ch": "model:res.partner",
+        "model": "res.partner",
+        "op": "write",
+        "ids": [1, 2, 3],
+    }
+    assert isinstance(event["epoch"], str) and event["seq"] >= 1
+    (payload,) = encode_notify_payloads("res.users", Op.UNLINK, [9])
+    notify(pg_db, payload)
+    event = receive_until(users, "event")
+    assert (event["model"], event["op"], event["ids"]) == ("res.users", "unlink", [9])
+    # the partner client got nothing of res.users: its next message is the next partner event
+    (payload,) = encode_notify_payloads("res.partner", Op.CREATE, [4])
+    notify(pg_db, payload)
+    assert receive_until(partners, "event")["ids"] == [4]
+    assert gateway.metric('zero_sudo_gateway_messages_out_total{kind="event"}') == 3
+
+
+def test_session_cookie_authenticates_its_user_for_models_and_own_channel_only(bus_db, start_gateway, redis_client):
+    gateway = start_gateway(bus_db)
+    sid = secrets.token_urlsafe(16)
+    key = session_key("zero_sudo:", sid)
+    redis_client.set(key, encode_session({"uid": 7, "db": bus_db, "login": "demo"}), ex=60)
+    try:
+        client = open_client(gateway, cookie="frontend_lang=en_US; session_id=%s" % sid)
+        hello = receive(client)
+        assert (hello["t"], hello["uid"], hello["auth"], hello["grants"]) == ("hello", 7, "session", None)
+        client.send(json.dumps({"op": "sub", "ch": ["model:sale.order", "user:7", "user:8"], "id": "s1"}))
+        reply = receive(client)
+        assert reply == {
+            "t": "subscribed",
+            "ch": ["model:sale.order", "user:7"],
+            "refused": [{"ch": "user:8", "reason": "forbidden"}],
+            "id": "s1",
+        }
+        redis_client.publish(user_channel(bus_db, 8), json.dumps({"type": "not yours"}))
+        redis_client.publish(user_channel(bus_db, 7), json.dumps({"type": "mail.message", "id": 5}))
+        assert receive_until(client, "event") == {"t": "event", "ch": "user:7", "data": {"type": "mail.message", "id": 5}}
+    finally:
+        redis_client.delete(key)
+
+
+@pytest.mark.parametrize(
+    "session",
+    [{"uid": None, "db": "same"}, {"uid": 7, "db": "another_db"}, None],
+    ids=["anonymous", "other-database", "unknown-sid"],
+)
+def test_a_session_without_a_user_of_this_database_is_no_credential(bus_db, start_gateway, redis_client, session):
+    gateway = start_gateway(bus_db)
+    sid = secrets.token_urlsafe(16)
+    if session is not None:
+        redis_client.set(
+            session_key("zero_sudo:", sid), encode_session({**session, "db": session["db"].replace("same", bus_db)}), ex=60
+        )
+    client = open_client(gateway, cookie="session_id=%s" % sid)
+    client.send(json.dumps({"op": "sub", "ch": ["model:res.partner"]}))
+    assert closed_with(client) == (1008, "authenticate first")
+    assert gateway.metric("zero_sudo_gateway_auth_failures_total") == 1
+    redis_client.delete(session_key("zero_sudo:", sid))
+
+
+def test_no_credentials_then_a_command_is_closed_with_policy_violation(bus_db, start_gateway):
+    gateway = start_gateway(bus_db)
+    client = open_client(gateway)
+    client.send(json.dumps({"op": "sub", "ch": ["model:res.partner"]}))
+    assert closed_with(client) == (1008, "authenticate first")
+
+
+@pytest.mark.parametrize(
+    ("make_token", "reason"),
+    [
+        (lambda db: token_for(db, ["model:res.partner"], secret="not-the-secret"), "bad_signature"),
+        (lambda db: token_for(db, ["model:res.partner"])[:-4] + "AAAA", "bad_signature"),
+        (lambda db: token_for(db, ["model:res.partner"], ttl=-1), "expired"),
+        (lambda db: token_for("another_db", ["model:res.partner"]), "wrong_db"),
+        (lambda db: "garbage", "malformed"),
+    ],
+    ids=["other-secret", "forged-signature", "expired", "other-database", "garbage"],
+)
+def test_refused_tokens_close_with_policy_violation_and_count(bus_db, start_gateway, make_token, reason):
+    gateway = start_gateway(bus_db)
+    client = open_client(gateway)
+    client.send(json.dumps({"op": "auth", "token": make_token(bus_db)}))
+    assert closed_with(client) == (1008, "authentication failed: %s" % reason)
+    assert gateway.metric('zero_sudo_gateway_auth_failures_total{reason="%s"}' % reason) == 1
+
+
+def test_a_foreign_origin_is_refused_at_the_handshake(bus_db, start_gateway):
+    gateway = start_gateway(bus_db)
+    with pytest.raises(InvalidStatus) as info:
+        open_client(gateway, origin="http://evil.example")
+    assert info.value.response.status_code == 403
+    assert gateway.metric('zero_sudo_gateway_handshakes_refused_total{reason="origin"}') == 1
+    open_client(gateway, origin="http://allowed.example").close()
+
+
+def test_a_channel_outside_the_token_grant_is_refused_and_never_delivered(bus_db, start_gateway, redis_client):
+    gateway = start_gateway(bus_db)
+    client, reply = authenticated_client(
+        gateway, ["model:res.partner", "model:hr.employee", "user:3", "nonsense"], uid=2, grants=["model:res.partner"]
+    )
+    assert reply["ch"] == ["model:res.partner"]
+    assert reply["refused"] == [
+        {"ch": "model:hr.employee", "reason": "forbidden"},
+        {"ch": "user:3", "reason": "forbidden"},
+        {"ch": "nonsense", "reason": "invalid"},
+    ]
+    channel = bus_channel(bus_db)
+    redis_client.publish(channel, encode_flush_message("e1", 0, "start"))
+    redis_client.publish(channel, encode_change_message("e1", 1, model_key("hr.employee"), Op.WRITE, [1]))
+    redis_client.publish(channel, encode_change_message("e1", 2, model_key("res.partner"), Op.WRITE, [2]))
+    assert receive_until(client, "event")["ids"] == [2]
+
+
+def test_unsubscribe_stops_delivery(bus_db, start_gateway, redis_client):
+    gateway = start_gateway(bus_db)
+    client, _ = authenticated_client(gateway, ["model:res.partner", "model:res.users"])
+    client.send(json.dumps({"op": "unsub", "ch": ["model:res.partner", "model:never.subscribed"], "id": 4}))
+    assert receive(client) == {"t": "unsubscribed", "ch": ["model:res.partner"], "id": 4}
+    channel = bus_channel(bus_db)
+    redis_client.publish(channel, encode_change_message("e1", 0, model_key("res.partner"), Op.WRITE, [1]))
+    redis_client.publish(channel, encode_change_message("e1", 1, model_key("res.users"), Op.WRITE, [2]))
+    assert receive_until(client, "event")["ids"] == [2]
+    assert gateway.metric("zero_sudo_gateway_subscriptions") == 1
+
+
+def test_an_oversize_frame_closes_with_message_too_big(bus_db, start_gateway):
+    gateway = start_gateway(bus_db, "--gateway-max-frame-bytes", "1024")
+    client = open_client(gateway)
+    client.send(json.dumps({"op": "auth", "token": "x" * 2000}))
+    assert closed_with(client)[0] == 1009
+
+
+def test_a_command_flood_is_rate_limited_then_closed(bus_db, start_gateway):
+    gateway = start_gateway(bus_db, "--gateway-commands-per-s", "1", "--gateway-command-burst", "5")
+    client, _ = authenticated_client(gateway, ["model:res.partner"])
+    for _ in range(20):
+        try:
+            client.send(json.dumps({"op": "sub", "ch": ["model:res.partner"]}))
+        except ConnectionClosed:
+            break
+    assert closed_with(client) == (1008, "rate limit exceeded")
+    assert gateway.metric('zero_sudo_gateway_protocol_violations_total{code="1008"}') == 1
+
+
+@pytest.mark.parametrize(
+    ("frame", "code", "reason"),
+    [
+        ("{not json", 1008, "malformed command: not JSON"),
+        ("[1, 2]", 1008, "malformed command: not an object"),
+        ('{"op": "dance"}', 1008, "malformed command: unknown op"),
+        ('{"op": "sub", "ch": 5}', 1008, "malformed command: ch must be a channel name or a list of them"),
+        (b"\x00binary", 1003, "binary frames are not accepted"),
+    ],
+    ids=["not-json", "not-object", "unknown-op", "bad-channels", "binary"],
+)
+def test_malformed_commands_close_the_connection(bus_db, start_gateway, frame, code, reason):
+    gateway = start_gateway(bus_db)
+    client, _ = authenticated_client(gateway, ["model:res.partner"])
+    client.send(frame)
+    assert closed_with(client) == (code, reason)
+    assert gateway.healthy()
+
+
+def test_a_reader_that_never_reads_is_dropped_while_others_get_everything(bus_db, start_gateway, redis_client):
+    gateway = start_gateway(bus_db, "--gateway-max-buffer-bytes", "65536")
+    model = model_key("res.partner")
+    stalled = RawClient(gateway.port)
+    stalled.send_text(json.dumps({"op": "auth", "token": token_for(bus_db, ["model:res.partner"])}))
+    stalled.send_text(json.dumps({"op": "sub", "ch": ["model:res.partner"]}))
+    wait_until(lambda: gateway.metric("zero_sudo_gateway_subscriptions") == 1, what="stalled client subscribed")
+    reader, _ = authenticated_client(gateway, ["model:res.partner"])
+    rss_before = gateway.rss_kib()
+    channel = bus_channel(bus_db)
+    ids = list(range(1, 10_001))  # ~60 KB per event
+    events = 200  # ~12 MB of traffic per subscriber
+    for seq in range(events):
+        redis_client.publish(channel, encode_change_message("e1", seq, model, Op.WRITE, ids))
+        assert receive_until(reader, "event")["seq"] == seq
+    assert gateway.metric("zero_sudo_gateway_slow_clients_dropped_total") == 1
+    growth_mib = (gateway.rss_kib() - rss_before) / 1024
+    assert growth_mib < 8, "gateway RSS grew by %.1f MiB for one stalled client" % growth_mib
+    wait_until(lambda: gateway.metric("zero_sudo_gateway_connections") == 1, what="stalled client closed")
+    stalled.close()
+
+
+def test_redis_restart_sends_every_client_a_resync(bus_db, start_gateway, private_redis):
+    gateway = start_gateway(bus_db, redis_url=private_redis.url)
+    client, _ = authenticated_client(gateway, ["model:res.partner"])
+    private_redis.stop()
+    wait_until(lambda: not gateway.healthy(), what="gateway unhealthy without Redis")
+    private_redis.start()
+    assert receive_until(client, "resync", timeout=30)["reason"] == "reconnect"
+    gateway.wait_healthy()
+
+
+def test_sigterm_closes_every_client_with_going_away_then_exits(bus_db, start_gateway):
+    gateway = start_gateway(bus_db)
+    clients = [authenticated_client(gateway, ["model:res.partner"])[0] for _ in range(3)]
+    gateway.proc.send_signal(signal.SIGTERM)
+    for client in clients:
+        assert closed_with(client)[0] == 1001
+    assert gateway.proc.wait(20) == 0
+    assert any("gateway stopped" in line for line in gateway.output)
+
+
+def test_ops_endpoints_and_client_files_on_the_websocket_port(bus_db, start_gateway):
+    gateway = start_gateway(bus_db)
+    status, body = gateway.get("/healthz")
+    assert status == 200 and json.loads(body)["bus"] is True
+    status, body = gateway.get("/metrics")
+    for name in (
+        "zero_sudo_gateway_connections",
+        "zero_sudo_gateway_subscriptions",
+        "zero_sudo_gateway_events_in_total",
+        "zero_sudo_gateway_messages_out_total",
+        "zero_sudo_gateway_slow_clients_dropped_total",
+        "zero_sudo_gateway_auth_failures_total",
+    ):
+        assert name in body
+    assert "class ZeroSudoGateway" in gateway.get("/zero_sudo_gateway.js")[1]
+    assert "zero_sudo_gateway.js" in gateway.get("/demo.html")[1]
+    assert gateway.get("/nope")[0] == 404
+    assert SECRET not in body
