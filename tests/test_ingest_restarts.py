@@ -98,12 +98,13 @@ def test_rabbitmq_restarted_during_publishing(pg_db, private_rabbit):
         thread.join(180)
         assert not thread.is_alive()
         assert refused > 0, "the restart should have been felt by the publisher"
-        wait_until(
-            lambda: landed_count(pg_db) == len(confirmed) == 3000,
-            timeout=120,
-            what="every confirmed message landed (landed %d; daemon log: %s)"
-            % (landed_count(pg_db), "".join(daemon.output[-25:])),
-        )
+        try:
+            wait_until(lambda: landed_count(pg_db) == len(confirmed) == 3000, timeout=120, what="every confirmed message landed")
+        except pytest.fail.Exception:
+            log = "".join(daemon.output[-40:])
+            pytest.fail(
+                "landed %d of %d confirmed messages; landing daemon log:\n%s" % (landed_count(pg_db), len(confirmed), log)
+            )
     finally:
         stop.set()
         daemon.kill()

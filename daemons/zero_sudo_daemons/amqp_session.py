@@ -19,6 +19,16 @@ _logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0
 CLOSE_TIMEOUT_S = 5.0  # a broker that is going away may never answer Connection.Close
+# How often an idle session checks its connection: aio-pika's closed() future is not always
+# resolved when the broker forces a close (seen when a node shuts down), so it is not trusted
+# alone; a dead connection is noticed within this time either way.
+LIVENESS_CHECK_S = 1.0
+
+
+def connection_lost(connection: aio_pika.Connection, channel: aio_pika.abc.AbstractChannel) -> bool:
+    """Whether the session's connection or channel is gone, down to aiormq's own connection."""
+    transport = connection.transport
+    return connection.is_closed or channel.is_closed or transport is None or transport.connection.is_closed
 
 
 @contextlib.asynccontextmanager

@@ -38,7 +38,7 @@ from zero_sudo_bus.ingest import (
 )
 from zero_sudo_bus.protocol import PG_CHANNEL, Op, encode_notify_payloads
 
-from .amqp_session import amqp_connection
+from .amqp_session import LIVENESS_CHECK_S, amqp_connection, connection_lost
 from .batching import BatchWindow
 from .errors import ConnectionLost
 from .landing_plan import LandingPlan, LandingRow, decode_batch, plan_landing, stream_codes
@@ -172,6 +172,8 @@ class LandingDaemon:
                 for task, why in watch.items():
                     if task.done() and why != "stopping":
                         raise ConnectionLost(why)
+                if connection_lost(amqp, channel):
+                    raise ConnectionLost("RabbitMQ connection lost")
                 if window.items:
                     await self._land(pg, dead_exchange, window.take())
             # Graceful stop: no more deliveries; land what is in hand, then close.
@@ -192,13 +194,14 @@ class LandingDaemon:
             if not inbox.empty():
                 window.add(inbox.get_nowait(), time.perf_counter())
                 continue
-            timeout = window.remaining(time.perf_counter())  # None: empty, wait for the first
-            if timeout == 0.0:
+            remaining = window.remaining(time.perf_counter())
+            if remaining == 0.0:
                 return
+            timeout = LIVENESS_CHECK_S if remaining is None else min(remaining, LIVENESS_CHECK_S)
             getter = asyncio.ensure_future(inbox.get())
             await asyncio.wait({getter, *watch}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if not getter.done():
-                getter.cancel()  # due, or something watched happened: asyncio.Queue loses nothing
+                getter.cancel()  # due, idle for a liveness check, or something watched happened
                 return
             window.add(getter.result(), time.perf_counter())
 

@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from zero_sudo_bus.backoff import Backoff
 from zero_sudo_bus.ingest import EXCHANGE, encode_ingest_message, routing_key
 
-from .amqp_session import amqp_connection
+from .amqp_session import LIVENESS_CHECK_S, amqp_connection, connection_lost
 from .errors import ConfigurationError, ConnectionLost, ZeroSudoDaemonError
 from .polling import CircuitBreaker, ConditionalState, Source, extract_messages, jittered, load_sources
 from .runtime import daemon_main, supervise, wait_or_stop
@@ -130,7 +130,13 @@ class Poller:
                 closed = asyncio.ensure_future(amqp.closed())
                 stop = asyncio.ensure_future(stopping.wait())
                 try:
-                    done, _ = await asyncio.wait({*pollers, closed, stop}, return_when=asyncio.FIRST_COMPLETED)
+                    done: set[asyncio.Future] = set()
+                    while not done:
+                        done, _ = await asyncio.wait(
+                            {*pollers, closed, stop}, timeout=LIVENESS_CHECK_S, return_when=asyncio.FIRST_COMPLETED
+                        )
+                        if not done and connection_lost(amqp, channel):
+                            raise ConnectionLost("RabbitMQ connection lost")
                     for task in done & set(pollers):
                         task.result()  # a publishing failure ends the session
                     if closed in done and not stopping.is_set():
