@@ -77,31 +77,25 @@ def notify(db: str, *payloads: str) -> None:
             conn.execute("SELECT pg_notify(%s, %s)", (PG_CHANNEL, payload))
 
 
-class RelayProcess:
-    """A real relay daemon in a subprocess, with its ops port."""
+class DaemonProcess:
+    """A real daemon (``python -m module``) in a subprocess: its output kept, its ops port probed."""
 
-    def __init__(self, db: str, redis_url: str = REDIS_URL) -> None:
-        self.db = db
+    def __init__(self, module: str, port_flag: str, *args: str) -> None:
         self.port = free_port()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "zero_sudo_daemons.relay",
-                "--db-name",
-                db,
+                module,
                 "--db-host",
                 PG_HOST,
                 "--db-port",
                 str(PG_PORT),
-                "--redis-url",
-                redis_url,
-                "--relay-http-port",
+                port_flag,
                 str(self.port),
                 "--log-format",
                 "text",
-                "--log-level",
-                "DEBUG",
+                *args,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -127,6 +121,19 @@ class RelayProcess:
         status, body = self.get("/healthz")
         return json.loads(body)["role"] if status in (200, 503) else None
 
+    def wait_role(self, role: str, timeout: float = 15.0) -> None:
+        wait_until(lambda: self.role() == role, timeout, what="role %s (log: %s)" % (role, "".join(self.output[-20:])))
+
+
+class RelayProcess(DaemonProcess):
+    """A real relay daemon."""
+
+    def __init__(self, db: str, redis_url: str = REDIS_URL) -> None:
+        self.db = db
+        super().__init__(
+            "zero_sudo_daemons.relay", "--relay-http-port", "--db-name", db, "--redis-url", redis_url, "--log-level", "DEBUG"
+        )
+
     def metric(self, sample: str) -> float:
         """The sum of the samples named ``sample``: a metric name, or a name with its labels."""
         _status, body = self.get("/metrics")
@@ -136,9 +143,6 @@ class RelayProcess:
             if name == sample or name.startswith(sample + "{"):
                 total += float(value)
         return total
-
-    def wait_role(self, role: str, timeout: float = 15.0) -> None:
-        wait_until(lambda: self.role() == role, timeout, what="relay role %s (log: %s)" % (role, "".join(self.output[-20:])))
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         if self.proc.poll() is None:

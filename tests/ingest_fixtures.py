@@ -4,17 +4,11 @@ process, and a confirmed publisher. Real PostgreSQL and RabbitMQ throughout."""
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
-import threading
-import urllib.error
-import urllib.request
 
 import aio_pika
 import psycopg
 
-from conftest import PG_HOST, PG_PORT, free_port, pg_conninfo, wait_until
+from conftest import DaemonProcess, pg_conninfo
 from zero_sudo_bus.ingest import (
     DEAD_LETTER_EXCHANGE,
     EXCHANGE,
@@ -71,52 +65,12 @@ def landed_count(db: str) -> int:
         return conn.execute("SELECT count(*) FROM zero_sudo_ingest_landing").fetchone()[0]
 
 
-class LandingProcess:
+class LandingProcess(DaemonProcess):
     def __init__(self, db: str, *extra: str) -> None:
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "zero_sudo_daemons.landing",
-                "--db-name",
-                db,
-                "--db-host",
-                PG_HOST,
-                "--db-port",
-                str(PG_PORT),
-                "--amqp-url",
-                AMQP_URL,
-                "--landing-http-port",
-                str(self.port),
-                "--log-format",
-                "text",
-                *extra,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.output: list[str] = []
-        threading.Thread(target=self._collect, daemon=True).start()
-
-    def _collect(self) -> None:
-        for line in self.proc.stdout:
-            self.output.append(line)
-
-    def role(self) -> str | None:
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % self.port, timeout=2) as resp:
-                return json.loads(resp.read())["role"]
-        except urllib.error.HTTPError as exc:
-            return json.loads(exc.read())["role"]
-        except OSError:
-            return None
+        super().__init__("zero_sudo_daemons.landing", "--landing-http-port", "--db-name", db, "--amqp-url", AMQP_URL, *extra)
 
     def wait_consuming(self, timeout: float = 20.0) -> None:
-        wait_until(
-            lambda: self.role() == "consuming", timeout, what="landing daemon consuming (log: %s)" % "".join(self.output[-15:])
-        )
+        self.wait_role("consuming", timeout)
 
     def kill(self) -> None:
         self.proc.kill()

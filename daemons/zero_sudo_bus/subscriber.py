@@ -109,7 +109,35 @@ class BusDispatcher:
             self.on_change(message)
 
 
-class AsyncBusSubscriber(BusDispatcher):
+class _RedisBusSubscriber(BusDispatcher):
+    """What both front ends share: which channel, as which Redis client, how to back off."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        db_name: str,
+        on_change: ChangeCallback,
+        on_flush: FlushCallback,
+        backoff: Backoff | None,
+        client_name: str,
+    ) -> None:
+        super().__init__(on_change, on_flush)
+        self.redis_url = redis_url
+        self.client_name = client_name
+        self.channel = bus_channel(db_name)
+        self.backoff = backoff or Backoff()
+
+    def client_options(self) -> dict:
+        return {"health_check_interval": HEALTH_CHECK_INTERVAL_S, "socket_keepalive": True, "client_name": self.client_name}
+
+    def next_retry(self, exc: BaseException) -> float:
+        """The delay before resubscribing after ``exc``, logged."""
+        delay = self.backoff.next_delay()
+        _logger.warning("bus subscriber lost redis error=%r retry_in=%.2fs", exc, delay)
+        return delay
+
+
+class AsyncBusSubscriber(_RedisBusSubscriber):
     """Runs until cancelled, resubscribing with jittered backoff after any Redis failure."""
 
     def __init__(
@@ -122,11 +150,7 @@ class AsyncBusSubscriber(BusDispatcher):
         backoff: Backoff | None = None,
         client_name: str = "zero_sudo_bus",
     ) -> None:
-        super().__init__(on_change, on_flush)
-        self.redis_url = redis_url
-        self.client_name = client_name
-        self.channel = bus_channel(db_name)
-        self.backoff = backoff or Backoff()
+        super().__init__(redis_url, db_name, on_change, on_flush, backoff, client_name)
         self.connected = asyncio.Event()
 
     async def run(self) -> None:
@@ -135,14 +159,10 @@ class AsyncBusSubscriber(BusDispatcher):
                 await self._subscribe_and_listen()
             except TRANSIENT_REDIS_ERRORS as exc:
                 self.connected.clear()
-                delay = self.backoff.next_delay()
-                _logger.warning("bus subscriber lost redis error=%r retry_in=%.2fs", exc, delay)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(self.next_retry(exc))
 
     async def _subscribe_and_listen(self) -> None:
-        client = redis.asyncio.Redis.from_url(
-            self.redis_url, health_check_interval=HEALTH_CHECK_INTERVAL_S, socket_keepalive=True, client_name=self.client_name
-        )
+        client = redis.asyncio.Redis.from_url(self.redis_url, **self.client_options())
         try:
             async with client.pubsub() as pubsub:
                 await pubsub.subscribe(self.channel)
@@ -161,7 +181,7 @@ class AsyncBusSubscriber(BusDispatcher):
             await client.aclose()
 
 
-class ThreadedBusSubscriber(BusDispatcher):
+class ThreadedBusSubscriber(_RedisBusSubscriber):
     """One background thread per process that follows the bus; for Odoo server processes.
 
     ``on_connection_change(connected)`` lets the owner fall back to a coarser invalidation
@@ -181,11 +201,7 @@ class ThreadedBusSubscriber(BusDispatcher):
         backoff: Backoff | None = None,
         client_name: str = "zero_sudo_bus",
     ) -> None:
-        super().__init__(on_change, on_flush)
-        self.redis_url = redis_url
-        self.client_name = client_name
-        self.channel = bus_channel(db_name)
-        self.backoff = backoff or Backoff()
+        super().__init__(redis_url, db_name, on_change, on_flush, backoff, client_name)
         self.on_connection_change = on_connection_change
         self.connected = threading.Event()
         self._stopping = threading.Event()
@@ -214,9 +230,7 @@ class ThreadedBusSubscriber(BusDispatcher):
                 self._subscribe_and_listen()
             except TRANSIENT_REDIS_ERRORS as exc:
                 self._set_connected(False)
-                delay = self.backoff.next_delay()
-                _logger.warning("bus subscriber lost redis error=%r retry_in=%.2fs", exc, delay)
-                self._stopping.wait(delay)
+                self._stopping.wait(self.next_retry(exc))
             except Exception:
                 # A failing callback must not end invalidation for the life of the process.
                 _logger.exception("bus subscriber callback failed; resubscribing")
@@ -224,9 +238,7 @@ class ThreadedBusSubscriber(BusDispatcher):
                 self._stopping.wait(self.backoff.next_delay())
 
     def _subscribe_and_listen(self) -> None:
-        client = redis.Redis.from_url(
-            self.redis_url, health_check_interval=HEALTH_CHECK_INTERVAL_S, socket_keepalive=True, client_name=self.client_name
-        )
+        client = redis.Redis.from_url(self.redis_url, **self.client_options())
         try:
             with client.pubsub() as pubsub:
                 pubsub.subscribe(self.channel)
