@@ -5,8 +5,9 @@ Runs with Odoo's Python (scripts/odoo_bench.sh). It starts a real Odoo with ``--
 ``@tools.ormcache``) and notes (model X, with change events), then:
 
 (a) renames articles one at a time (writes to Y) and, for each, times how long after the
-    commit each worker keeps serving the old slug: polled over HTTP until both workers
-    answer 404;
+    commit each worker dropped the old entry: each worker reports, over HTTP, the wall-clock
+    moment its cache follower dropped the model's entries, polled until both workers answered
+    that the old slug is gone;
 (b) runs a steady stream of cached slug lookups through both workers while notes are written
     at a rising rate, first with zero_sudo's targeted invalidation, then the stock way (each
     note write followed by ``registry.clear_cache()``, which Odoo signals through the
@@ -139,13 +140,17 @@ def renames(stack: Stack, env, articles) -> list[float]:
         for _ in range(20):  # both workers have the old slug cached
             get(stack.base + "/zero_sudo_test/resolve/" + old)
         article.name = "Renamed %d" % n
+        env.flush_all()
+        committed = time.time()  # taken as COMMIT is sent: its own duration counts in the figure
         env.cr.commit()
-        committed = time.perf_counter()
         gone_at: dict[int, float] = {}
+        deadline = time.monotonic() + 10
         while len(gone_at) < 2:
+            if time.monotonic() > deadline:
+                raise SystemExit("a worker kept the old slug for 10 s: %r" % gone_at)
             _status, body = get(stack.base + "/zero_sudo_test/resolve/" + old)
-            if body["id"] is None:
-                gone_at.setdefault(body["pid"], time.perf_counter())
+            if body["id"] is None and (body["invalidated_at"] or 0) >= committed:
+                gone_at.setdefault(body["pid"], body["invalidated_at"])
         latencies.extend((at - committed) * 1000 for at in gone_at.values())
     return latencies
 

@@ -14,6 +14,7 @@ Stale values are kept out by :class:`~.stale_guard.StaleGuard` (see there).
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable
 
 from odoo.modules.registry import Registry
@@ -99,6 +100,9 @@ class Follower:
         self.db_name = db_name
         self.live = False
         self._names: dict[int, str] = {}
+        # When each model's entries were last dropped on an event (wall clock): what a
+        # benchmark or a health check reads to see how far behind this process is.
+        self.invalidated_at: dict[str, float] = {}
         self.subscriber = ThreadedBusSubscriber(
             redis_url,
             db_name,
@@ -125,6 +129,7 @@ class Follower:
         name = self._model_name(registry, message.model_key)
         if name is not None:
             invalidate_models(registry, {name})
+            self.invalidated_at[name] = time.time()
 
     def _on_flush(self, reason: str) -> None:
         registry = self._registry()

@@ -4,6 +4,8 @@ from odoo import http
 from odoo.http import request
 from odoo.tools.cache import STAT
 
+from odoo.addons.zero_sudo.tools.coherence import follow
+
 
 class ArticleController(http.Controller):
     @http.route('/zero_sudo_test/article/<zs_slug("zero_sudo.test.article"):article>', type="http", auth="public")
@@ -13,8 +15,13 @@ class ArticleController(http.Controller):
 
     @http.route("/zero_sudo_test/resolve/<string:slug>", type="http", auth="public")
     def resolve(self, slug):
-        """What this worker resolves ``slug`` to (None: nothing), and which worker it is."""
-        return request.make_json_response({"id": request.env["zero_sudo.test.article"]._resolve_slug(slug), "pid": os.getpid()})
+        """What this worker resolves ``slug`` to (None: nothing), which worker it is, and when
+        it last dropped the articles' cache entries on an event."""
+        follower = follow(request.db)
+        invalidated_at = follower.invalidated_at.get("zero_sudo.test.article") if follower else None
+        return request.make_json_response(
+            {"id": request.env["zero_sudo.test.article"]._resolve_slug(slug), "pid": os.getpid(), "invalidated_at": invalidated_at}
+        )
 
     @http.route("/zero_sudo_test/slug_cache_stats", type="http", auth="none")
     def slug_cache_stats(self):
