@@ -121,6 +121,16 @@ class DaemonProcess:
         status, body = self.get("/healthz")
         return json.loads(body)["role"] if status in (200, 503) else None
 
+    def metric(self, sample: str) -> float:
+        """The sum of the samples named ``sample``: a metric name, or a name with its labels."""
+        _status, body = self.get("/metrics")
+        total = 0.0
+        for line in body.splitlines():
+            name, _, value = line.rpartition(" ")
+            if name == sample or name.startswith(sample + "{"):
+                total += float(value)
+        return total
+
     def wait_role(self, role: str, timeout: float = 15.0) -> None:
         wait_until(lambda: self.role() == role, timeout, what="role %s (log: %s)" % (role, "".join(self.output[-20:])))
 
@@ -133,16 +143,6 @@ class RelayProcess(DaemonProcess):
         super().__init__(
             "zero_sudo_daemons.relay", "--relay-http-port", "--db-name", db, "--redis-url", redis_url, "--log-level", "DEBUG"
         )
-
-    def metric(self, sample: str) -> float:
-        """The sum of the samples named ``sample``: a metric name, or a name with its labels."""
-        _status, body = self.get("/metrics")
-        total = 0.0
-        for line in body.splitlines():
-            name, _, value = line.rpartition(" ")
-            if name == sample or name.startswith(sample + "{"):
-                total += float(value)
-        return total
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         if self.proc.poll() is None:

@@ -4,6 +4,8 @@ process, and a confirmed publisher. Real PostgreSQL and RabbitMQ throughout."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import TypeVar
 
 import aio_pika
 import psycopg
@@ -21,6 +23,7 @@ from zero_sudo_bus.ingest import (
 )
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+T = TypeVar("T")
 
 # The columns zero_sudo_ingest's models give these tables that the daemons read or write.
 # addons/zero_sudo_ingest/tests checks the real, ORM-created tables accept the same SQL.
@@ -127,16 +130,21 @@ async def delete_queues(db: str) -> None:
             await channel.queue_delete(name)
 
 
-async def dead_letters(db: str) -> list[tuple[bytes, str]]:
+async def drain(queue_name: str, convert: Callable[[aio_pika.abc.AbstractIncomingMessage], T]) -> list[T]:
+    """Take every message waiting in ``queue_name`` (acknowledged), converted."""
     connection = await aio_pika.connect(AMQP_URL)
     out = []
     async with connection:
         channel = await connection.channel()
-        queue = await channel.declare_queue(dead_letter_queue(db), durable=True)
+        queue = await channel.declare_queue(queue_name, passive=True)
         while (message := await queue.get(fail=False)) is not None:
-            out.append((message.body, message.headers.get(REASON_HEADER)))
+            out.append(convert(message))
             await message.ack()
     return out
+
+
+async def dead_letters(db: str) -> list[tuple[bytes, str]]:
+    return await drain(dead_letter_queue(db), lambda message: (message.body, message.headers.get(REASON_HEADER)))
 
 
 async def queue_state(db: str) -> tuple[int, int]:

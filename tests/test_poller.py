@@ -2,18 +2,14 @@
 
 import asyncio
 import json
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 
-import aio_pika
 import pytest
 from aiohttp import web
-from ingest_fixtures import AMQP_URL, declare_queues, delete_queues
+from ingest_fixtures import AMQP_URL, declare_queues, delete_queues, drain
 
-from conftest import free_port, wait_until
+from conftest import DaemonProcess, free_port, wait_until
 from zero_sudo_bus.ingest import decode_ingest_message, landing_queue
 
 
@@ -60,28 +56,8 @@ class SourceServer:
         self._loop.run_forever()
 
 
-async def drain_queue(db):
-    connection = await aio_pika.connect(AMQP_URL)
-    out = []
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(landing_queue(db), passive=True)
-        while (message := await queue.get(fail=False)) is not None:
-            out.append(decode_ingest_message(message.body))
-            await message.ack()
-    return out
-
-
-def metrics(port):
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=2) as resp:
-        return resp.read().decode()
-
-
-def sample(text, name):
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+def landed_messages(db):
+    return asyncio.run(drain(landing_queue(db), lambda message: decode_ingest_message(message.body)))
 
 
 @pytest.fixture
@@ -108,51 +84,38 @@ def test_polls_publishes_conditionally_and_isolates_failing_sources(poll_db, tmp
         {"name": "slow", "url": base + "/slow", "stream": "prices", "interval_s": 0.2},
     ]
     (tmp_path / "sources.json").write_text(json.dumps(sources))
-    port = free_port()
-    poller = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "zero_sudo_daemons.poller",
-            "--db-name",
-            poll_db,
-            "--amqp-url",
-            AMQP_URL,
-            "--poller-sources",
-            str(tmp_path / "sources.json"),
-            "--poller-http-port",
-            str(port),
-            "--poller-timeout-ms",
-            "500",
-            "--log-format",
-            "text",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
+    poller = DaemonProcess(
+        "zero_sudo_daemons.poller",
+        "--poller-http-port",
+        "--db-name",
+        poll_db,
+        "--amqp-url",
+        AMQP_URL,
+        "--poller-sources",
+        str(tmp_path / "sources.json"),
+        "--poller-timeout-ms",
+        "500",
     )
     try:
         wait_until(lambda: server.hits["prices_304"] >= 2, timeout=20, what="conditional polls answered 304")
-        messages = asyncio.run(drain_queue(poll_db))
+        messages = landed_messages(poll_db)
         assert sorted(m.external_id for m in messages) == ["EUR", "USD"], "one publish per change, none per 304"
         server.version = 2
         changed = []
-        wait_until(
-            lambda: changed.extend(asyncio.run(drain_queue(poll_db))) or changed, timeout=10, what="the changed answer published"
-        )
+        wait_until(lambda: changed.extend(landed_messages(poll_db)) or changed, timeout=10, what="the changed answer published")
         assert {m.external_id: m.data["rate"] for m in changed}["EUR"] == 3.0
         wait_until(
-            lambda: sample(metrics(port), 'zero_sudo_poller_circuit_open{source="broken"}') == 1.0,
+            lambda: poller.metric('zero_sudo_poller_circuit_open{source="broken"}') == 1.0,
             timeout=30,
             what="the broken source's circuit open",
         )
-        text = metrics(port)
-        assert sample(text, 'zero_sudo_poller_fetches_total{outcome="failed",source="slow"}') >= 1, "timeouts count as failures"
-        assert sample(text, 'zero_sudo_poller_rejected_items_total{source="fx"}') >= 1, "the item without a code"
+        assert poller.metric('zero_sudo_poller_fetches_total{outcome="failed",source="slow"}') >= 1, "timeouts count as failures"
+        assert poller.metric('zero_sudo_poller_rejected_items_total{source="fx"}') >= 1, "the item without a code"
         broken_hits = server.hits["broken"]
         time.sleep(1.0)
         assert server.hits["broken"] == broken_hits, "an open circuit does not call the source"
-        poller.terminate()
-        assert poller.wait(20) == 0
+        poller.proc.terminate()
+        assert poller.proc.wait(20) == 0
     finally:
-        if poller.poll() is None:
-            poller.kill()
+        if poller.proc.poll() is None:
+            poller.proc.kill()

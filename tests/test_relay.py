@@ -4,12 +4,15 @@ import asyncio
 import json
 import signal
 import socket
+import subprocess
+import sys
 import time
+import urllib.request
 
 import psycopg
 import pytest
 
-from conftest import ids_for_payload_of, notify, pg_conninfo, wait_until
+from conftest import PG_HOST, free_port, ids_for_payload_of, notify, pg_conninfo, wait_until
 from zero_sudo_bus.protocol import (
     MAX_PAYLOAD_BYTES,
     Op,
@@ -200,9 +203,6 @@ def test_ops_endpoints_answer_and_refuse_malformed_requests(pg_db, start_relay):
 
 
 def test_bad_configuration_is_one_clear_line(pg_db):
-    import subprocess
-    import sys
-
     result = subprocess.run(
         [sys.executable, "-m", "zero_sudo_daemons.relay", "--db-port", "nope"], capture_output=True, text=True, timeout=30
     )
@@ -284,11 +284,6 @@ def test_redis_restarted_under_relay_and_subscriber(pg_db, start_relay, bus_reco
 
 
 def test_launcher_runs_the_relay_and_stops_it_on_sigterm(pg_db):
-    import subprocess
-    import sys
-
-    from conftest import PG_HOST, free_port
-
     port = free_port()
     launcher = subprocess.Popen(
         [
@@ -307,7 +302,6 @@ def test_launcher_runs_the_relay_and_stops_it_on_sigterm(pg_db):
         stderr=subprocess.PIPE,
         text=True,
     )
-    import urllib.request
 
     def active():
         try:
