@@ -6,7 +6,7 @@
     "license": "LGPL-3",
     "author": "zero_sudo",
     "website": "https://github.com/zero-sudo/zero_sudo",
-    "depends": ["zero_sudo_slug"],
+    "depends": ["zero_sudo_slug", "zero_sudo_gdpr"],
     "data": ["security/ir.model.access.csv"],
     "installable": True,
     "application": False,

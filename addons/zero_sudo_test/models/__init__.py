@@ -1,1 +1,1 @@
-from . import article, note
+from . import article, message, note
