@@ -9,8 +9,13 @@ from dataclasses import dataclass
 FORMATS = ("json", "ndjson")
 
 
+# One encoder for every row: json.dumps builds a new one per call when given options.
+# default=str writes dates and datetimes as Odoo's own strings ("2026-11-29 08:00:00").
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def _encode(row: dict) -> bytes:
-    return json.dumps(row, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+    return _ENCODER.encode(row).encode("utf-8")
 
 
 def json_array(rows: Iterable[dict]) -> Iterator[bytes]:
@@ -60,22 +65,9 @@ class PathTree:
         return cls({name: cls._build(sub) for name, sub in raw.items()})
 
 
-def flatten(values: dict, tree: PathTree, prefix: str = "") -> dict:
-    """Nested values of one record (``{"partner_id": {"name": ...}}``) as dotted keys."""
-    row = {}
-    for name, sub in tree.children.items():
-        value = values.get(name)
-        if sub.children and isinstance(value, dict):
-            row.update(flatten(value, sub, prefix + name + "."))
-        elif sub.children:
-            row.update({prefix + name + "." + leaf: None for leaf in _leaves(sub)})
-        else:
-            row[prefix + name] = value
-    return row
-
-
-def _leaves(tree: PathTree, prefix: str = "") -> list[str]:
+def leaves(tree: PathTree, prefix: str = "") -> list[str]:
+    """The dotted paths a tree exports, in the order rows give them: the tree's own order."""
     out = []
     for name, sub in tree.children.items():
-        out.extend(_leaves(sub, prefix + name + ".") if sub.children else [prefix + name])
+        out.extend(leaves(sub, prefix + name + ".") if sub.children else [prefix + name])
     return out
