@@ -14,6 +14,7 @@
         "security/ir.model.access.csv",
         "views/task_views.xml",
         "views/res_users_views.xml",
+        "data/ir_cron.xml",
     ],
     "post_load": "post_load",
     "installable": True,

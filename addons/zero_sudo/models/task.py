@@ -11,6 +11,9 @@ from ..tools.offload import executor
 _logger = logging.getLogger(__name__)
 
 STATES = [("queued", "Queued"), ("running", "Running"), ("done", "Done"), ("failed", "Failed")]
+# Lock namespace of a running task's lease: deterministic_hash(LEASE_NAMESPACE, task_id).
+LEASE_NAMESPACE = "zero_sudo.task.lease"
+PROCESS_DIED = "the process running this task ended (killed or restarted) before it finished"
 
 
 def _run_task(db_name: str, task_id: int) -> None:
@@ -18,8 +21,23 @@ def _run_task(db_name: str, task_id: int) -> None:
 
     The work and the ``done`` state commit together; on failure the work rolls back and the
     error is recorded in a fresh transaction, so a task never stays ``running`` because of it.
+    Throughout, a connection of its own holds the task's lease (a session advisory lock, see
+    ``Task._cron_reap``): if this process dies, PostgreSQL frees the lease and the task is
+    marked failed instead of staying ``running`` for ever.
     """
     registry = Registry(db_name)
+    with registry.cursor() as lease:
+        lease_key = api.Environment(lease, api.SUPERUSER_ID, {})["zero_sudo.security.utils"]._get_deterministic_hash(LEASE_NAMESPACE, task_id)
+        lease.execute("SELECT pg_advisory_lock(%s)", [lease_key])
+        lease.commit()  # the lease outlives transactions; the connection must not sit in one
+        try:
+            _run_leased_task(registry, task_id)
+        finally:
+            lease.execute("SELECT pg_advisory_unlock(%s)", [lease_key])
+            lease.commit()
+
+
+def _run_leased_task(registry: Registry, task_id: int) -> None:
     # The bookkeeping runs as the superuser (the system's records); the work itself runs as
     # the task's user, through Task._target().
     with registry.cursor() as cr:
@@ -116,6 +134,22 @@ class Task(models.Model):
             raise
         slot.submit(_run_task, self.env.cr.dbname, task_id)
         return self.browse(task_id)
+
+    @api.model
+    def _cron_reap(self) -> "Task":
+        """Mark failed the tasks whose process died while running them; returns them.
+
+        A running task's executor holds its lease, a session advisory lock that PostgreSQL
+        frees when that connection ends, on any server. A ``running`` task whose lease can be
+        taken has no process left: taking it (until this transaction ends) also keeps a late
+        writer of the same task out while it is marked.
+        """
+        utils = self.env["zero_sudo.security.utils"]
+        dead = self.search([("state", "=", "running")]).filtered(lambda task: utils._try_advisory_xact_lock(LEASE_NAMESPACE, task.id))
+        for task in dead:
+            _logger.warning("task %d (%s) lost its process while running: marked failed", task.id, task.name)
+        dead.write({"state": "failed", "finished_at": fields.Datetime.now(), "error": PROCESS_DIED})
+        return dead
 
     def _retry(self) -> "Task":
         """Run a failed task again, as a new task (the failed one stays as the record of it)."""

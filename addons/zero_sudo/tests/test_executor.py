@@ -1,9 +1,15 @@
+from threading import Event
 from unittest.mock import patch
 
+import psycopg2
+from zero_sudo_bus.lockhash import deterministic_hash
+
+from odoo.sql_db import db_connect
 from odoo.tests import HttpCase, TransactionCase, new_test_user, tagged
 
 from ..tools.exceptions import ExecutorFull, TaskTargetError
 from ..tools.executor import BoundedExecutor
+from ..models.task import LEASE_NAMESPACE, PROCESS_DIED
 from ..tools.offload import executor
 from .common import real_env, wait_until
 
@@ -60,6 +66,49 @@ class TestTasks(TransactionCase):
                 self.env_["zero_sudo.task"]._submit(self.partner, "write", [{"comment": "x"}])
         self.assertEqual(caught.exception.retry_after, 7)
         self.assertFalse(self.env_["zero_sudo.task"].search([("res_ids", "=", [self.partner.id])]))
+
+    def _reap(self):
+        env = real_env(self.registry)
+        try:
+            reaped = env["zero_sudo.task"]._cron_reap().ids
+            env.cr.commit()
+            return reaped
+        finally:
+            env.cr.close()
+
+    def test_a_task_whose_process_died_is_failed_and_a_live_one_is_left_alone(self):
+        values = {"name": "zs lease", "state": "running", "user_id": self.env_.uid, "res_model": "res.partner",
+                  "res_ids": self.partner.ids, "method": "write"}
+        alive, dead = self.env_["zero_sudo.task"].create([values, values])
+        self.env_.cr.commit()
+        # Another server's executor running ``alive``: a connection of its own holds the lease.
+        other_server = psycopg2.connect(**db_connect(self.env_.cr.dbname).dsn)
+        other_server.autocommit = True
+        other_server.cursor().execute("SELECT pg_advisory_lock(%s)", [deterministic_hash(LEASE_NAMESPACE, alive.id)])
+        reaped = self._reap()
+        self.assertIn(dead.id, reaped)
+        self.assertNotIn(alive.id, reaped)
+        other_server.close()  # that server is killed: PostgreSQL frees its locks
+        self.assertIn(alive.id, self._reap())
+        self.assertEqual(_state(self.registry, alive.id), ("failed", PROCESS_DIED))
+        self.assertNotIn(alive.id, self._reap(), "a failed task stays as it is")
+
+    def test_a_task_holds_its_lease_while_it_runs(self):
+        started, release = Event(), Event()
+
+        def slow_work(records):
+            started.set()
+            release.wait(30)
+
+        with patch.object(type(self.partner), "_zs_slow_work", slow_work, create=True):
+            task = self.env_["zero_sudo.task"]._submit(self.partner, "_zs_slow_work")
+            self.assertTrue(started.wait(30), "the task started")
+            try:
+                wait_until(lambda: _state(self.registry, task.id)[0] == "running", what="the task to be running")
+                self.assertNotIn(task.id, self._reap(), "a running task's lease is held")
+            finally:
+                release.set()
+            wait_until(lambda: _state(self.registry, task.id)[0] == "done", what="the task to finish")
 
 
 @tagged("post_install", "-at_install", "zero_sudo")
