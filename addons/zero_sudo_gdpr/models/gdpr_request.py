@@ -131,6 +131,12 @@ class GdprRequestLine(models.Model):
     done = fields.Integer(readonly=True)
     last_id = fields.Integer(readonly=True, help="Records up to this ID are handled: where a resumed run starts.")
     finished = fields.Boolean(readonly=True)
+    progress = fields.Float(compute="_compute_progress", help="Records done, out of those this rule found when planned.")
+
+    @api.depends("done", "total", "finished")
+    def _compute_progress(self):
+        for line in self:
+            line.progress = 100.0 * min(line.done, line.total) / line.total if line.total else (100.0 if line.finished else 0.0)
 
     def _erase_chunk(self, chunk_size):
         """Handle the next chunk; True when the rule has nothing left."""
