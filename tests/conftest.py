@@ -80,8 +80,8 @@ def notify(db: str, *payloads: str) -> None:
 class DaemonProcess:
     """A real daemon (``python -m module``) in a subprocess: its output kept, its ops port probed."""
 
-    def __init__(self, module: str, port_flag: str, *args: str) -> None:
-        self.port = free_port()
+    def __init__(self, module: str, port_flag: str, *args: str, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -134,6 +134,12 @@ class DaemonProcess:
     def wait_role(self, role: str, timeout: float = 15.0) -> None:
         wait_until(lambda: self.role() == role, timeout, what="role %s (log: %s)" % (role, "".join(self.output[-20:])))
 
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        """Send ``sig`` (unless it already exited); its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
 
 class RelayProcess(DaemonProcess):
     """A real relay daemon."""
@@ -143,11 +149,6 @@ class RelayProcess(DaemonProcess):
         super().__init__(
             "zero_sudo_daemons.relay", "--relay-http-port", "--db-name", db, "--redis-url", redis_url, "--log-level", "DEBUG"
         )
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout)
 
 
 @pytest.fixture

@@ -10,19 +10,13 @@ import base64
 import json
 import os
 import random
-import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from conftest import REDIS_URL, wait_until
+from conftest import REDIS_URL, DaemonProcess, wait_until
 from zero_sudo_bus.tokens import sign_token
 
 SECRET = "test-gateway-secret"
@@ -46,51 +40,31 @@ def token_for(db: str, channels: list[str], uid: int = 2, ttl: int = 300, secret
     return sign_token(secret, uid, db, channels, int(time.time()) + ttl)
 
 
-class GatewayProcess:
+class GatewayProcess(DaemonProcess):
     """``python -m zero_sudo_daemons.gateway`` in a subprocess, with its log collected."""
 
     def __init__(self, db: str, *extra: str, redis_url: str = REDIS_URL, port: int | None = None) -> None:
         self.db = db
-        self.port = port or free_gateway_port()
-        self.origin = "http://127.0.0.1:%d" % self.port
-        argv = [
-            sys.executable,
-            "-m",
+        port = port or free_gateway_port()
+        self.origin = "http://127.0.0.1:%d" % port
+        super().__init__(
             "zero_sudo_daemons.gateway",
+            "--gateway-port",
             "--db-name",
             db,
             "--redis-url",
             redis_url,
-            "--gateway-port",
-            str(self.port),
             "--gateway-token-secret",
             SECRET,
             "--gateway-allowed-origins",
             "http://allowed.example,%s" % self.origin,
-            "--log-format",
-            "text",
             *extra,
-        ]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.output: list[str] = []
-        threading.Thread(target=self._collect, daemon=True).start()
-
-    def _collect(self) -> None:
-        for line in self.proc.stdout:
-            self.output.append(line)
+            port=port,
+        )
 
     @property
     def url(self) -> str:
         return "ws://127.0.0.1:%d/ws" % self.port
-
-    def get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:%d%s" % (self.port, path), timeout=5) as resp:
-                return resp.status, resp.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode()
-        except OSError:
-            return 0, ""
 
     def healthy(self) -> bool:
         return self.get("/healthz")[0] == 200
@@ -99,23 +73,9 @@ class GatewayProcess:
         wait_until(self.healthy, 20, what="gateway healthy (log: %s)" % "".join(self.output[-20:]))
         return self
 
-    def metric(self, sample: str) -> float:
-        """The sum of the samples named ``sample`` (a name, or a name with its labels)."""
-        total = 0.0
-        for line in self.get("/metrics")[1].splitlines():
-            name, _, value = line.rpartition(" ")
-            if name == sample or name.startswith(sample + "{"):
-                total += float(value)
-        return total
-
     def rss_kib(self) -> int:
         with open("/proc/%d/status" % self.proc.pid) as status:
             return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout)
 
 
 @pytest.fixture
