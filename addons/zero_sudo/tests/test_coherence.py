@@ -40,6 +40,25 @@ def _signaling_sequence(registry):
 
 
 @tagged("post_install", "-at_install", "zero_sudo")
+def _commit_a_task(case, name):
+    """A zero_sudo.task committed by a cursor of its own (the writer), as at the end of a
+    request; removed again when ``case`` ends. Returns (writer env, task)."""
+    writer = real_env(case.registry)
+    task = writer["zero_sudo.task"].create({"name": name, "user_id": 1, "res_model": "res.partner", "method": "exists"})
+    writer.cr.commit()
+    case.registry.signal_changes()
+
+    def clean_up():
+        writer.cr.rollback()
+        task.unlink()
+        writer.cr.commit()
+        writer.cr.close()
+        case.registry.signal_changes()
+
+    case.addCleanup(clean_up)
+    return writer, task
+
+
 class TestPatches(TransactionCase):
     def test_install_took_effect(self):
         self.assertIsInstance(http.root.session_store, RedisSessionStore)
@@ -52,19 +71,8 @@ class TestPatches(TransactionCase):
 class TestCoherentCache(TransactionCase):
     def setUp(self):
         super().setUp()
-        self.writer = real_env(self.registry)
-        self.task = self.writer["zero_sudo.task"].create({"name": "old", "user_id": 1, "res_model": "res.partner", "method": "exists"})
-        self.writer.cr.commit()
-        self.registry.signal_changes()  # as at the end of a request
-        self.addCleanup(self._cleanup)
+        self.writer, self.task = _commit_a_task(self, "old")
         self.follower = coherence.Follower(self.env.cr.dbname, "redis://127.0.0.1:1/0")  # never started
-
-    def _cleanup(self):
-        self.writer.cr.rollback()
-        self.task.unlink()
-        self.writer.cr.commit()
-        self.writer.cr.close()
-        self.registry.signal_changes()
 
     def _fill(self):
         """Cache one entry of zero_sudo.task and one of ir.model, from a fresh thread."""
@@ -178,18 +186,7 @@ class TestRedisDownFallback(TransactionCase):
         self.addCleanup(lambda: followers.__setitem__(self.env.cr.dbname, saved) if saved else followers.pop(self.env.cr.dbname))
         self.follower.subscriber.start()
         self.addCleanup(self.follower.subscriber.stop)
-        self.writer = real_env(self.registry)
-        self.task = self.writer["zero_sudo.task"].create({"name": "fallback", "user_id": 1, "res_model": "res.partner", "method": "exists"})
-        self.writer.cr.commit()
-        self.registry.signal_changes()
-        self.addCleanup(self._cleanup)
-
-    def _cleanup(self):
-        self.writer.cr.rollback()
-        self.task.unlink()
-        self.writer.cr.commit()
-        self.writer.cr.close()
-        self.registry.signal_changes()
+        self.writer, self.task = _commit_a_task(self, "fallback")
 
     def _write_and_signal(self, name):
         before = _signaling_sequence(self.registry)
