@@ -147,11 +147,17 @@ def test_redis_connection_killed_then_flush_and_normal_relaying(pg_db, start_rel
     wait_until(lambda: recorder.ids() == [1, 2], what="relaying resumed")
 
 
-def test_standby_takes_over_within_two_seconds(pg_db, start_relay, bus_recorder):
+def _active_and_standby(pg_db, start_relay):
+    """Two replicas on one database: the first elected active, the second waiting."""
     first = start_relay(pg_db)
     first.wait_role("active")
     second = start_relay(pg_db)
     second.wait_role("standby")
+    return first, second
+
+
+def test_standby_takes_over_within_two_seconds(pg_db, start_relay, bus_recorder):
+    first, second = _active_and_standby(pg_db, start_relay)
     recorder = bus_recorder(pg_db)
     notify(pg_db, payload(1))
     wait_until(lambda: recorder.ids() == [1], what="relayed by the active replica")
@@ -169,10 +175,7 @@ def test_standby_takes_over_within_two_seconds(pg_db, start_relay, bus_recorder)
 
 
 def test_sigterm_hands_over_in_order(pg_db, start_relay, bus_recorder):
-    first = start_relay(pg_db)
-    first.wait_role("active")
-    second = start_relay(pg_db)
-    second.wait_role("standby")
+    first, second = _active_and_standby(pg_db, start_relay)
     recorder = bus_recorder(pg_db)
     assert first.stop(signal.SIGTERM) == 0
     assert any("relay stopped" in line for line in first.output)
