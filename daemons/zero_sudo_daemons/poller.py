@@ -5,8 +5,10 @@ Each source (``--poller-sources``, a JSON file; see the README) is polled every
 by ``poller_timeout_ms``. Requests are conditional (``If-None-Match`` / ``If-Modified-Since``),
 so an unchanged source costs a 304 and publishes nothing. A failing source backs off
 exponentially from its interval, and after five failures in a row its circuit opens: it is
-tried once per minute until it answers. Every item of an answer becomes one persistent,
-confirmed message on the exchange webhook data goes to; the landing daemon de-duplicates on
+tried once per minute (or per interval, if longer) until it answers. An answer is read whole,
+up to MAX_ANSWER_BYTES; anything wrong with it (too large, not JSON, nested too deeply) fails
+that source only. Every item of an answer becomes one persistent, confirmed message on the
+exchange webhook data goes to; the landing daemon de-duplicates on
 (stream, external ID), so polling the same data twice lands it once. The validators of an
 answer are remembered only after all its messages are confirmed: a crash re-polls, it never
 skips.
@@ -15,7 +17,6 @@ skips.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import sys
@@ -30,11 +31,20 @@ from aio_pika.abc import AbstractExchange
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from zero_sudo_bus.backoff import Backoff
-from zero_sudo_bus.ingest import EXCHANGE, encode_ingest_message, routing_key
+from zero_sudo_bus.ingest import EXCHANGE, routing_key
 
 from .amqp_session import LIVENESS_CHECK_S, amqp_connection, connection_lost
 from .errors import ConfigurationError, ConnectionLost, ZeroSudoDaemonError
-from .polling import CircuitBreaker, ConditionalState, Source, extract_messages, jittered, load_sources
+from .polling import (
+    CircuitBreaker,
+    ConditionalState,
+    Source,
+    decode_answer,
+    extract_messages,
+    jittered,
+    load_sources,
+    retry_backoff,
+)
 from .runtime import daemon_main, supervise, wait_or_stop
 from .settings import Settings
 
@@ -42,9 +52,12 @@ _logger = logging.getLogger("zero_sudo.poller")
 
 CLIENT_NAME = "zero_sudo_poller"
 MAX_ANSWER_BYTES = 16 * 1024 * 1024  # one answer is held in memory while it is parsed
+# Read at most this much at a time: memory stays within MAX_ANSWER_BYTES plus one read.
+READ_CHUNK_BYTES = 256 * 1024
 PUBLISH_CHUNK = 500  # confirmations awaited together: the broker confirms in batches too
 BREAKER_THRESHOLD = 5
 BREAKER_COOLDOWN_S = 60.0
+MAX_ERROR_CHARS = 300  # of a failed poll's error in the log: a source's text must not flood it
 
 # Anything the broker answers (channel closed, publish refused): the poll is not remembered
 # as done, so a new session polls it again after a backoff.
@@ -60,7 +73,10 @@ class FetchFailed(ZeroSudoDaemonError):
     """A source answered badly (HTTP error, not JSON, too large): counted against its circuit."""
 
 
-FETCH_ERRORS = (FetchFailed, aiohttp.ClientError, asyncio.TimeoutError, ValueError)
+# What one poll of one source may raise that is that source's failure, not the poller's. An
+# answer's own errors arrive as polling.AnswerUnusable (a ValueError); RecursionError and
+# MemoryError are here as well because they must never end the loop of every source.
+FETCH_ERRORS = (FetchFailed, aiohttp.ClientError, asyncio.TimeoutError, ValueError, RecursionError, MemoryError)
 
 
 @dataclass
@@ -101,7 +117,7 @@ class Poller:
         self._states = {
             s.name: SourceState(
                 CircuitBreaker(BREAKER_THRESHOLD, BREAKER_COOLDOWN_S),
-                Backoff(base=s.interval_s, cap=BREAKER_COOLDOWN_S, rng=self.rng),
+                retry_backoff(s.interval_s, self.rng),
             )
             for s in self.sources
         }
@@ -165,9 +181,10 @@ class Poller:
                     delay = max(delay, state.backoff.next_delay())
                     outcome = "failed"
                     _logger.warning(
-                        "poll failed source=%s error=%r failures=%d retry_in=%.1fs",
+                        "poll failed source=%s error=%s: %s failures=%d retry_in=%.1fs",
                         source.name,
-                        exc,
+                        type(exc).__name__,
+                        str(exc)[:MAX_ERROR_CHARS],
                         state.breaker.failures,
                         delay,
                     )
@@ -186,32 +203,49 @@ class Poller:
                 return "not_modified"
             if response.status != 200:
                 raise FetchFailed("HTTP %d" % response.status)
-            body = await response.content.read(MAX_ANSWER_BYTES + 1)
-            if len(body) > MAX_ANSWER_BYTES:
-                raise FetchFailed("answer larger than %d bytes" % MAX_ANSWER_BYTES)
-            answer = json.loads(body)
+            body = await read_answer(response.content, response.content_length, MAX_ANSWER_BYTES)
             validators = response.headers
-        extracted = extract_messages(source, answer)
-        for reason in extracted.rejected:
-            self.metrics.rejected.labels(source.name).inc()
-            _logger.warning("poll item rejected source=%s reason=%s", source.name, reason)
+        extracted = extract_messages(source, decode_answer(body))
+        del body  # the parsed answer is enough: do not hold both while publishing
+        if extracted.rejected:
+            self.metrics.rejected.labels(source.name).inc(len(extracted.rejected))
+            # One line per poll, not per item: a source of a million bad items must not flood the log.
+            _logger.warning(
+                "poll items rejected source=%s count=%d first=%s", source.name, len(extracted.rejected), extracted.rejected[0]
+            )
         key = routing_key(self.settings.db_name, source.stream)
-        for start in range(0, len(extracted.messages), PUBLISH_CHUNK):
-            chunk = extracted.messages[start : start + PUBLISH_CHUNK]
+        outgoing = list(zip(extracted.messages, extracted.bodies, strict=True))
+        for start in range(0, len(outgoing), PUBLISH_CHUNK):
+            chunk = outgoing[start : start + PUBLISH_CHUNK]
             await asyncio.gather(
                 *(
                     exchange.publish(
-                        aio_pika.Message(
-                            encode_ingest_message(m), delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=m.external_id
-                        ),
+                        aio_pika.Message(payload, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=m.external_id),
                         key,
                     )
-                    for m in chunk
+                    for m, payload in chunk
                 )
             )
             self.metrics.published.labels(source.name).inc(len(chunk))
         state.conditional.remember(validators)  # only once everything is confirmed
         return "fetched"
+
+
+async def read_answer(content: aiohttp.StreamReader, declared_length: int | None, limit: int) -> bytearray:
+    """The whole body, up to ``limit`` bytes, else FetchFailed.
+
+    ``read(n)`` alone returns what is buffered so far, which for a body sent in pieces is a
+    truncated answer. A body is read to its end a chunk at a time, and reading stops as
+    soon as it passes the limit, so that an endless or huge answer costs one chunk more.
+    """
+    if declared_length is not None and declared_length > limit:
+        raise FetchFailed("answer of %d bytes, larger than %d bytes" % (declared_length, limit))
+    body = bytearray()
+    async for chunk in content.iter_chunked(READ_CHUNK_BYTES):
+        body += chunk
+        if len(body) > limit:
+            raise FetchFailed("answer larger than %d bytes" % limit)
+    return body
 
 
 def read_sources(path: str) -> list[Source]:
