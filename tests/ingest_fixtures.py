@@ -154,3 +154,43 @@ async def queue_state(db: str) -> tuple[int, int]:
         channel = await connection.channel()
         queue = await channel.declare_queue(landing_queue(db), passive=True)
         return queue.declaration_result.message_count, queue.declaration_result.consumer_count
+
+
+class RawHeaderString(str):
+    """A header value sent as an AMQP long string of arbitrary bytes (``raw``), not UTF-8.
+
+    The AMQP encoder calls ``value.encode("utf-8")``; this hands it the raw bytes instead, as
+    a producer in another language may.
+    """
+
+    raw: bytes
+
+    def __new__(cls, raw: bytes) -> RawHeaderString:
+        value = super().__new__(cls, raw.decode("latin-1"))
+        value.raw = raw
+        return value
+
+    def encode(self, *_args: object, **_kwargs: object) -> bytes:  # type: ignore[override]
+        return self.raw
+
+
+async def publish_raw(db: str, stream: str, bodies: list[bytes], headers: dict | None = None) -> None:
+    """Publish ``bodies`` as they are (confirmed, persistent), with ``headers`` on each."""
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        await asyncio.gather(
+            *(
+                exchange.publish(
+                    aio_pika.Message(body, headers=headers, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                    routing_key(db, stream),
+                )
+                for body in bodies
+            )
+        )
+
+
+async def dead_letter_messages(db: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    """Every message of the dead-letter queue, whole (body and headers)."""
+    return await drain(dead_letter_queue(db), lambda message: message)

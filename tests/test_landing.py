@@ -9,13 +9,16 @@ import psycopg
 import pytest
 from ingest_fixtures import (
     LandingProcess,
+    RawHeaderString,
     create_schema,
+    dead_letter_messages,
     dead_letters,
     declare_queues,
     delete_queues,
     landed,
     landed_count,
     publish,
+    publish_raw,
     queue_state,
 )
 
@@ -166,3 +169,74 @@ def test_exactly_once_through_two_sigkills(ingest_db, start_landing):
     with psycopg.connect(pg_conninfo(ingest_db)) as conn:
         distinct = conn.execute("SELECT count(DISTINCT external_id) FROM zero_sudo_ingest_landing").fetchone()[0]
     assert distinct == len(unique) == landed_count(ingest_db)
+
+
+def refuse_poison_rows(db):
+    """Make PostgreSQL itself refuse rows whose data has a "poison" key (a CHECK violation,
+    SQLSTATE 23514), as it refuses any value it cannot store."""
+    with psycopg.connect(pg_conninfo(db)) as conn:
+        conn.execute("ALTER TABLE zero_sudo_ingest_landing ADD CONSTRAINT no_poison CHECK (NOT payload ? 'poison')")
+
+
+def test_rows_postgresql_refuses_are_dead_lettered_never_counted_as_landed(ingest_db, start_landing):
+    refuse_poison_rows(ingest_db)
+    daemon = start_landing(ingest_db, "--landing-batch-size", "50")
+    daemon.wait_consuming()
+    messages, poison = [], []
+    for n in range(1, 1001):
+        if n % 25 == 0:  # one refused row in every batch
+            poison.append(str(n))
+            messages.append(IngestMessage("orders", str(n), {"poison": True}))
+        else:
+            messages.extend(orders(n))
+    asyncio.run(publish(ingest_db, messages))
+    dead = {}
+    wait_until(
+        lambda: dead.update(asyncio.run(dead_letters(ingest_db))) or len(dead) == len(poison),
+        timeout=30,
+        what="every refused row dead-lettered",
+    )
+    assert landed_count(ingest_db) == 1000 - len(poison)
+    assert all(reason.startswith("rejected by PostgreSQL: ") and "no_poison" in reason for reason in dead.values())
+    assert daemon.metric("zero_sudo_landing_duplicates_total") == 0, "a refused batch was acknowledged as duplicates"
+    assert daemon.metric("zero_sudo_landing_landed_total") == 1000 - len(poison)
+
+
+def test_no_message_content_stops_the_daemon(ingest_db, start_landing):
+    daemon = start_landing(ingest_db)
+    daemon.wait_consuming()
+    poison = {
+        b'{"v":1,"stream":"orders","external_id":"s","data":{"t":"\\ud800"}}': "surrogate",
+        b'{"v":1,"stream":"orders","external_id":"\\udfff","data":{}}': "bad_envelope",
+        b'{"v":1,"stream":"orders","external_id":"n","data":{"x":1e400}}': "out of range",
+        b'{"v":1,"stream":"orders","external_id":"c","data":{"x":NaN}}': "not JSON",
+        b'{"v":1,"stream":"orders","external_id":"d","data":' + b"[" * 100_000 + b"]" * 100_000 + b"}": "not_json",
+        b"\xff\xfe\x00garbage": "not_json",
+        b'{"v":1,"stream":"orders","external_id":"big","data":{"s":"' + b"x" * (5 * 1024 * 1024) + b'"}}': "too_large",
+    }
+    asyncio.run(publish_raw(ingest_db, "orders", list(poison)))
+    asyncio.run(publish(ingest_db, orders(1, 2)))
+    wait_until(lambda: landed_count(ingest_db) == 2, what="the valid messages landed")
+    dead = {}
+    wait_until(
+        lambda: dead.update(asyncio.run(dead_letters(ingest_db))) or len(dead) == len(poison), what="every poison dead-lettered"
+    )
+    for body, expected in poison.items():
+        assert expected in dead[body], (expected, dead[body])
+    assert daemon.proc.poll() is None, "".join(daemon.output[-20:])
+
+
+def test_a_header_that_is_not_utf8_is_dead_lettered_byte_for_byte(ingest_db, start_landing):
+    daemon = start_landing(ingest_db)
+    daemon.wait_consuming()
+    raw = b"\xff\xfe caf\xe9"
+    asyncio.run(publish_raw(ingest_db, "orders", [b"not json"], headers={"x-origin": RawHeaderString(raw), "n": 7}))
+    asyncio.run(publish(ingest_db, orders(1)))
+    wait_until(lambda: landed_count(ingest_db) == 1, what="the next message landed")
+    dead = []
+    wait_until(lambda: dead.extend(asyncio.run(dead_letter_messages(ingest_db))) or dead, what="the dead letter")
+    headers = dead[0].headers
+    assert bytes(headers["x-origin"]) == raw
+    assert headers["n"] == 7
+    assert headers["x-zero-sudo-reason"].startswith("malformed: not_json")
+    assert daemon.proc.poll() is None, "".join(daemon.output[-20:])

@@ -14,6 +14,7 @@ The body is compact JSON: ``{"v":1,"stream":"orders","external_id":"A-17","data"
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,10 @@ REASON_HEADER = "x-zero-sudo-reason"
 # Stream codes travel in routing keys and URLs: short, lower-case, no dots or slashes.
 STREAM_CODE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 MAX_EXTERNAL_ID_LENGTH = 255  # the landing table's external_id is a varchar(255)
+# The largest body a consumer parses. The Odoo controller accepts request bodies of 1 MiB and
+# the poller answers of 16 MiB split into items, so no honest message comes near it; a consumer
+# holds up to its prefetch of messages at once, and this bounds what each one can cost.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +70,31 @@ def check_external_id(value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ValueError("the external ID must be a string or an integer")
     text = str(value)
-    if not text or len(text) > MAX_EXTERNAL_ID_LENGTH or "\x00" in text:
-        raise ValueError("the external ID must be 1-%d characters without NUL" % MAX_EXTERNAL_ID_LENGTH)
+    if not text or len(text) > MAX_EXTERNAL_ID_LENGTH or "\x00" in text or not is_utf8_text(text):
+        raise ValueError("the external ID must be 1-%d characters of UTF-8 text without NUL" % MAX_EXTERNAL_ID_LENGTH)
     return text
+
+
+def is_utf8_text(text: str) -> bool:
+    """False for a string PostgreSQL cannot store: JSON's ``\\ud800`` escapes decode to lone
+    UTF-16 surrogates, which have no UTF-8 encoding."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _finite_float(text: str) -> float:
+    # JSON allows 1e400; Python reads it as inf, which has no JSON spelling to store it back.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number %s is out of range" % text[:40])
+    return value
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError("%s is not JSON" % name)  # Python's json accepts NaN and Infinity; JSON does not
 
 
 def encode_ingest_message(message: IngestMessage) -> bytes:
@@ -76,10 +103,15 @@ def encode_ingest_message(message: IngestMessage) -> bytes:
 
 
 def decode_ingest_message(body: bytes) -> IngestMessage | Rejected:
-    """Decode one RabbitMQ body; anything off the format becomes a :class:`Rejected`."""
+    """Decode one RabbitMQ body; anything off the format becomes a :class:`Rejected`.
+
+    Never raises: whatever a producer sent, the consumer gets a message or a reason.
+    """
+    if len(body) > MAX_MESSAGE_BYTES:
+        return Rejected("too_large", "%d bytes, at most %d" % (len(body), MAX_MESSAGE_BYTES))
     try:
-        decoded = json.loads(body)
-    except (ValueError, TypeError, UnicodeDecodeError, RecursionError) as exc:
+        decoded = json.loads(body, parse_float=_finite_float, parse_constant=_no_constant)
+    except (ValueError, TypeError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         return Rejected("not_json", str(exc)[:120])
     if type(decoded) is not dict:
         return Rejected("not_object")

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import aio_pika
 import aiormq
-import psycopg2
+import psycopg
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -41,8 +41,16 @@ from zero_sudo_bus.protocol import PG_CHANNEL, Op, encode_notify_payloads
 from .amqp_session import LIVENESS_CHECK_S, amqp_connection, connection_lost
 from .batching import BatchWindow
 from .errors import ConnectionLost
-from .landing_plan import LandingPlan, LandingRow, decode_batch, plan_landing, stream_codes
-from .pg_async import AsyncPgConnection
+from .landing_plan import (
+    LandingPlan,
+    LandingRow,
+    RedeliveryLedger,
+    decode_batch,
+    encodable_headers,
+    is_row_fault,
+    plan_landing,
+    stream_codes,
+)
 from .runtime import daemon_main, supervise
 from .settings import Settings
 
@@ -53,8 +61,8 @@ LANDING_MODEL = "zero_sudo.ingest.landing"
 LANDING_TABLE = "zero_sudo_ingest_landing"
 STREAM_TABLE = "zero_sudo_ingest_stream"
 
-CONNECT_TIMEOUT_S = 5.0
-STATEMENT_TIMEOUT_S = 30.0  # a batch insert of thousands of rows, on a loaded server
+CONNECT_TIMEOUT_S = 5
+STATEMENT_TIMEOUT_MS = 30_000  # a batch insert of thousands of rows, on a loaded server
 
 INSERT_ROWS = f"""
 INSERT INTO {LANDING_TABLE} (stream_id, external_id, payload, state, create_date, write_date)
@@ -69,13 +77,22 @@ ACTIVE_STREAMS = f"SELECT code, id FROM {STREAM_TABLE} WHERE active AND code = A
 TRANSIENT_ERRORS = (
     OSError,
     asyncio.TimeoutError,
-    psycopg2.OperationalError,
-    psycopg2.errors.UndefinedTable,  # the addon is not installed (yet): wait for it
+    # Every PostgreSQL error that is not the data's fault (see landing_plan.is_row_fault):
+    # a lost server, a conflict, the addon not installed (yet). The batch stays unacknowledged.
+    psycopg.Error,
     # Anything the broker answers, channel closed or delivery refused included: the messages
     # stay queued, and a new session retries them after a backoff.
     aiormq.exceptions.AMQPError,
     aiormq.exceptions.ChannelInvalidStateError,
 )
+
+
+class RowRefused(Exception):
+    """PostgreSQL refused the data of a batch (SQLSTATE class 22, 23 or 54)."""
+
+    def __init__(self, error: psycopg.Error) -> None:
+        super().__init__(str(error))
+        self.reason = "rejected by PostgreSQL: %s" % (str(error).strip().splitlines() or [error.sqlstate])[0][:200]
 
 
 class LandingMetrics:
@@ -109,26 +126,32 @@ class LandingDaemon:
         self.registry = self.metrics.registry
         self.queue_name = landing_queue(settings.db_name)
         self.role = "starting"
+        self._ledger = RedeliveryLedger()
 
     def health(self) -> tuple[bool, dict[str, object]]:
         return self.role == "consuming", {"role": self.role, "queue": self.queue_name}
 
     async def run(self, stopping: asyncio.Event) -> None:
-        def on_failure(exc: BaseException) -> None:
+        def on_failure(_exc: BaseException) -> None:
             self.role = "recovering"
-            if isinstance(exc, psycopg2.errors.UndefinedTable):
-                _logger.error("the zero_sudo_ingest addon is not installed in database %s; waiting for it", self.settings.db_name)
 
         await supervise("landing", lambda: self._session(stopping), stopping, TRANSIENT_ERRORS, on_failure=on_failure)
 
     async def _session(self, stopping: asyncio.Event) -> None:
-        pg = await AsyncPgConnection.connect(CONNECT_TIMEOUT_S, application_name=CLIENT_NAME, **self.settings.libpq_kwargs())
-        try:
-            await pg.fetchval("SELECT 1 FROM %s LIMIT 0" % LANDING_TABLE)  # the addon's table is there
+        async with await psycopg.AsyncConnection.connect(
+            autocommit=True,  # transactions are explicit, one per batch
+            application_name=CLIENT_NAME,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            options="-c statement_timeout=%d" % STATEMENT_TIMEOUT_MS,
+            **self.settings.libpq_kwargs(),
+        ) as pg:
+            try:
+                await pg.execute("SELECT 1 FROM %s LIMIT 0" % LANDING_TABLE)  # the addon's table is there
+            except psycopg.errors.UndefinedTable:
+                _logger.error("the zero_sudo_ingest addon is not installed in database %s; waiting for it", self.settings.db_name)
+                raise
             async with amqp_connection(self.settings.amqp_url, CLIENT_NAME) as amqp:
                 await self._consume(pg, amqp, stopping)
-        finally:
-            pg.close()
 
     async def _declare(self, channel: AbstractChannel) -> tuple[aio_pika.abc.AbstractQueue, AbstractExchange]:
         db = self.settings.db_name
@@ -140,7 +163,7 @@ class LandingDaemon:
         await dead_queue.bind(dead_exchange, routing_key=db)
         return queue, dead_exchange
 
-    async def _consume(self, pg: AsyncPgConnection, amqp: aio_pika.abc.AbstractConnection, stopping: asyncio.Event) -> None:
+    async def _consume(self, pg: psycopg.AsyncConnection, amqp: aio_pika.abc.AbstractConnection, stopping: asyncio.Event) -> None:
         channel = await amqp.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=self.settings.landing_prefetch)
         queue, dead_exchange = await self._declare(channel)
@@ -163,7 +186,6 @@ class LandingDaemon:
         )
         watch = {
             asyncio.ensure_future(stopping.wait()): "stopping",
-            asyncio.ensure_future(pg.lost.wait()): "PostgreSQL connection lost",
             asyncio.ensure_future(amqp.closed()): "RabbitMQ connection lost",
         }
         try:
@@ -176,6 +198,8 @@ class LandingDaemon:
                     raise ConnectionLost("RabbitMQ connection lost")
                 if window.items:
                     await self._land(pg, dead_exchange, window.take())
+                elif not stopping.is_set():
+                    await pg.execute("SELECT 1")  # idle: a server that went away ends the session now
             # Graceful stop: no more deliveries; land what is in hand, then close.
             await queue.cancel(consumer_tag)
             while not inbox.empty():
@@ -206,20 +230,26 @@ class LandingDaemon:
             window.add(getter.result(), time.perf_counter())
 
     async def _land(
-        self, pg: AsyncPgConnection, dead_exchange: AbstractExchange, batch: Sequence[tuple[AbstractIncomingMessage, float]]
+        self, pg: psycopg.AsyncConnection, dead_exchange: AbstractExchange, batch: Sequence[tuple[AbstractIncomingMessage, float]]
     ) -> None:
         """Land one batch: rows and NOTIFYs committed, dead letters confirmed, then one ack."""
         self.metrics.consumed.inc(len(batch))
-        decoded = decode_batch([(message, message.body) for message, _at in batch])
+        given_up, fresh = [], []
+        for message, _at in batch:
+            if message.redelivered and self._ledger.redelivered(message.routing_key or "", message.body):
+                given_up.append((message, "gave up: delivered %d times without landing" % self._ledger.limit))
+            else:
+                fresh.append((message, message.body))
+        decoded = decode_batch(fresh)
         codes = stream_codes(decoded)
-        stream_ids = dict(await pg.fetchall(ACTIVE_STREAMS, (codes,))) if codes else {}
+        stream_ids = dict(await (await pg.execute(ACTIVE_STREAMS, (codes,))).fetchall()) if codes else {}
         plan = plan_landing(decoded, stream_ids)
+        plan.dead.extend(given_up)
         if plan.rows:
             try:
                 await self._commit_rows(pg, plan.rows)
-            except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
-                _logger.warning("batch rejected by PostgreSQL (%s); landing its %d rows one by one", exc.pgcode, len(plan.rows))
-                await pg.execute("ROLLBACK")
+            except RowRefused as exc:
+                _logger.warning("batch refused by PostgreSQL (%s); landing its %d rows one by one", exc.reason, len(plan.rows))
                 await self._commit_one_by_one(pg, plan)
         for message, reason in plan.dead:
             await self._dead_letter(dead_exchange, message, reason)
@@ -227,31 +257,33 @@ class LandingDaemon:
         self.metrics.batch_size.observe(len(batch))
         self.metrics.batch_latency.observe(time.perf_counter() - batch[0][1])
 
-    async def _commit_rows(self, pg: AsyncPgConnection, rows: Sequence[LandingRow]) -> None:
-        await pg.execute("BEGIN")
-        landed = await pg.fetchall(
-            INSERT_ROWS,
-            ([r.stream_id for r in rows], [r.external_id for r in rows], [r.payload for r in rows]),
-            STATEMENT_TIMEOUT_S,
-        )
-        ids = [row_id for (row_id,) in landed]
-        if ids:
-            await pg.execute(NOTIFY_ALL, (PG_CHANNEL, list(encode_notify_payloads(LANDING_MODEL, Op.CREATE, ids))))
-        await pg.execute("COMMIT")
+    async def _commit_rows(self, pg: psycopg.AsyncConnection, rows: Sequence[LandingRow]) -> None:
+        """Insert ``rows`` and NOTIFY the new ones in one transaction; RowRefused if the data is refused."""
+        try:
+            async with pg.transaction():
+                cursor = await pg.execute(
+                    INSERT_ROWS, ([r.stream_id for r in rows], [r.external_id for r in rows], [r.payload for r in rows])
+                )
+                ids = [row_id for (row_id,) in await cursor.fetchall()]
+                if ids:
+                    await pg.execute(NOTIFY_ALL, (PG_CHANNEL, list(encode_notify_payloads(LANDING_MODEL, Op.CREATE, ids))))
+        except psycopg.Error as exc:
+            if is_row_fault(exc.sqlstate) and not pg.broken:
+                raise RowRefused(exc) from exc
+            raise
         self.metrics.landed.inc(len(ids))
         self.metrics.duplicates.inc(len(rows) - len(ids))
 
-    async def _commit_one_by_one(self, pg: AsyncPgConnection, plan: LandingPlan) -> None:
+    async def _commit_one_by_one(self, pg: psycopg.AsyncConnection, plan: LandingPlan) -> None:
         """Isolate what PostgreSQL refuses: every other row of the batch still lands."""
         for row, message in zip(plan.rows, plan.row_messages, strict=True):
             try:
                 await self._commit_rows(pg, [row])
-            except (psycopg2.DataError, psycopg2.IntegrityError) as exc:
-                await pg.execute("ROLLBACK")
-                plan.dead.append((message, "rejected by PostgreSQL: %s" % (exc.pgerror or exc).strip()[:200]))
+            except RowRefused as exc:
+                plan.dead.append((message, exc.reason))
 
     async def _dead_letter(self, dead_exchange: AbstractExchange, message: AbstractIncomingMessage, reason: str) -> None:
-        headers = dict(message.headers or {})
+        headers = encodable_headers(message.headers or {})
         headers[REASON_HEADER] = reason
         await dead_exchange.publish(
             aio_pika.Message(
