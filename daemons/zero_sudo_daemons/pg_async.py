@@ -7,7 +7,14 @@ in C and hands them over as one list, where asyncpg schedules one loop callback 
 notification. On a machine the relay shares with PostgreSQL, that CPU is PostgreSQL's.
 
 One reader callback per connection does everything: it polls libpq, hands queued
-notifications to the listener, and completes the query in flight, if any.
+notifications to the listener, and completes the query in flight, if any. The waiter of a
+statement exists before the statement is sent: under uvloop the reader callback can run, and
+read the server's answer (an error included), before the awaiting coroutine runs again, and
+an answer with no waiter to take it would be lost. ``tests/test_pg_async.py`` injects
+thousands of server errors between notifications to keep it so.
+
+The relay keeps this layer for its LISTEN read; everything else that executes statements
+uses psycopg 3's maintained asynchronous connection.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ class AsyncPgConnection:
         self._loop.add_reader(self._fd, self._on_readable)
         self._watching = True
         try:
-            await asyncio.wait_for(self._until_idle(), timeout)
+            await self._until_idle(self._expect_answer(), timeout)
         except BaseException:
             self.close()
             raise
@@ -61,12 +68,14 @@ class AsyncPgConnection:
             if self.lost.is_set():
                 raise ConnectionLost("PostgreSQL connection lost")
             cursor = self._conn.cursor()
+            answer = self._expect_answer()
             try:
                 cursor.execute(sql, params)
             except psycopg2.OperationalError as exc:
+                self._waiter = None
                 self._mark_lost()
                 raise ConnectionLost("PostgreSQL connection lost: %s" % exc) from exc
-            await asyncio.wait_for(self._until_idle(), timeout)
+            await self._until_idle(answer, timeout)
             return cursor.fetchall() if cursor.description else []
 
     async def fetchval(self, sql: str, params: Sequence[Any] = (), timeout: float = 5.0) -> Any:
@@ -82,11 +91,16 @@ class AsyncPgConnection:
         self._conn.close()
 
     # -- the single reader callback ------------------------------------------------------
-    async def _until_idle(self) -> None:
+    def _expect_answer(self) -> asyncio.Future[None]:
+        """The waiter of the next answer, in place before anything is sent (see the module)."""
         self._waiter = self._loop.create_future()
+        return self._waiter
+
+    async def _until_idle(self, answer: asyncio.Future[None], timeout: float) -> None:
         self._on_readable()  # the first poll may already finish (or need to write)
         try:
-            await self._waiter
+            async with asyncio.timeout(timeout):
+                await answer
         finally:
             self._waiter = None
 
