@@ -4,7 +4,9 @@ Each daemon runs in a process of its own (they compete for CPU, not for a GIL) w
 flags and environment. The launcher forwards SIGTERM/SIGINT to every child and waits for
 their graceful shutdown; when one child dies on its own, it stops the others and exits with
 that child's code, so the outer process manager (systemd, docker's restart policy) restarts
-the set and the failure is never hidden.
+the set and the failure is never hidden. The settings are checked once before any child
+starts: a bad value is one line and exit code 2, as from a single daemon, not one line per
+child followed by the others being stopped.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ import sys
 import time
 from collections.abc import Sequence
 
+from .errors import ConfigurationError
+from .settings import resolve_settings
+
+PROG = "zero-sudo-daemons"
+
 # daemon name → module run with ``python -m``
 DAEMONS: dict[str, str] = {
     "relay": "zero_sudo_daemons.relay",
@@ -28,9 +35,16 @@ DAEMONS: dict[str, str] = {
 SHUTDOWN_GRACE_S = 20.0  # a child still running this long after SIGTERM is killed
 
 
+def _describe_exit(code: int) -> tuple[str, int]:
+    """How a child ended, and the code to exit with: a signal is 128 + its number, as a shell says."""
+    if code < 0:
+        return "was killed by %s" % signal.Signals(-code).name, 128 - code
+    return "exited with code %d" % code, code or 1  # exiting 0 on its own is still a failure
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="zero-sudo-daemons",
+        prog=PROG,
         description="Run the zero_sudo daemons; every other flag is passed to each daemon (see zero-sudo-relay --help).",
     )
     parser.add_argument("--only", default=",".join(DAEMONS), help="comma-separated daemons to run (default: %(default)s)")
@@ -38,7 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in names if name not in DAEMONS]
     if unknown or not names:
-        parser.error("unknown daemon(s) %s; choose from %s" % (", ".join(unknown) or "(none)", ", ".join(DAEMONS)))
+        print(
+            "%s: --only: unknown daemon(s) %s; choose from %s" % (PROG, ", ".join(unknown) or "(none)", ", ".join(DAEMONS)),
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        resolve_settings(passthrough, os.environ, PROG)
+    except ConfigurationError as exc:
+        print("%s: %s" % (PROG, " ".join(str(exc).split())), file=sys.stderr)
+        return 2
 
     children = {name: subprocess.Popen([sys.executable, "-m", DAEMONS[name], *passthrough]) for name in names}
     stopping = False
@@ -60,13 +83,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     exit_code = 0
     kill_at: float | None = None
-    while any(child.poll() is None for child in children.values()):
+    # Check for a dead child before checking whether any is alive: a child that fails at once
+    # (a port in use) may be gone before the first round, and its code must not be lost.
+    while True:
         for name, child in children.items():
             code = child.poll()
             if code is not None and not stopping:
-                print("zero-sudo-daemons: %s exited with code %d; stopping the others" % (name, code), file=sys.stderr)
-                exit_code = code or 1
+                how, exit_code = _describe_exit(code)
+                print("%s: %s %s; stopping the others" % (PROG, name, how), file=sys.stderr)
                 forward(signal.SIGTERM, None)
+        if all(child.poll() is not None for child in children.values()):
+            break
         if stopping and kill_at is None:
             kill_at = time.monotonic() + SHUTDOWN_GRACE_S
         if kill_at is not None and time.monotonic() > kill_at:

@@ -8,12 +8,17 @@ tie up the daemon's loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import logging
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from .errors import ConfigurationError
 
 _logger = logging.getLogger(__name__)
 
@@ -45,6 +50,30 @@ def _response(status: int, body: bytes, content_type: str, extra_headers: str = 
 
 def _json(status: int, payload: dict[str, Any], extra_headers: str = "") -> bytes:
     return _response(status, json.dumps(payload).encode(), "application/json", extra_headers)
+
+
+@contextlib.contextmanager
+def listening(host_option: str, host: str, port_option: str, port: int) -> Iterator[None]:
+    """Wrap a server's bind: a failure to listen becomes one :class:`ConfigurationError` line.
+
+    A port already taken or an address that is not this machine's is a setting to change, not
+    a bug: the daemon must say which setting, not print a traceback. Every daemon binds under
+    this, the ops endpoint (:func:`runtime.serve_with_ops`) and the gateway's own server alike.
+    """
+    try:
+        yield
+    except socket.gaierror as exc:
+        raise ConfigurationError("%s %s cannot be resolved: %s" % (host_option, host, exc.strerror)) from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            reason = "%s %d on %s is already in use" % (port_option, port, host)
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            reason = "%s %s is not an address of this machine" % (host_option, host)
+        elif exc.errno == errno.EACCES:
+            reason = "%s %d on %s needs privileges this process lacks (use 1024 or above)" % (port_option, port, host)
+        else:
+            reason = "cannot listen on %s %s, %s %d: %s" % (host_option, host, port_option, port, exc.strerror or exc)
+        raise ConfigurationError(reason) from None
 
 
 class OpsServer:

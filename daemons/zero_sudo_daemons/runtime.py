@@ -26,8 +26,8 @@ from zero_sudo_bus.backoff import Backoff
 
 from .errors import ConfigurationError, TransientError
 from .logs import configure_logging
-from .ops_http import OpsServer
-from .settings import Settings, resolve_settings
+from .ops_http import OpsServer, listening
+from .settings import OPTIONS, Settings, resolve_settings
 
 _logger = logging.getLogger(__name__)
 
@@ -119,28 +119,67 @@ class Daemon(Protocol):
 DaemonFactory = Callable[[Settings], tuple[Daemon, str | None, int | None]]
 
 
-async def serve_with_ops(daemon: Daemon, host: str, port: int, stopping: asyncio.Event) -> None:
-    """Run ``daemon`` with its /healthz and /metrics endpoint until ``stopping`` is set."""
+async def serve_with_ops(
+    daemon: Daemon,
+    host: str,
+    port: int,
+    stopping: asyncio.Event,
+    host_option: str = "ops host",
+    port_option: str = "ops port",
+) -> None:
+    """Run ``daemon`` with its /healthz and /metrics endpoint until ``stopping`` is set.
+
+    The endpoint binds first: a port in use stops the daemon (one line naming ``port_option``)
+    before it connects to anything.
+    """
     ops = OpsServer(host, port, daemon.registry, daemon.health)
-    await ops.start()
+    with listening(host_option, host, port_option, port):
+        await ops.start()
     try:
         await daemon.run(stopping)
     finally:
         await ops.stop()
 
 
+def _listen_options(prog: str, settings: Settings, host: str, port: int) -> tuple[str, str]:
+    """The keys the ops address came from, for error messages: a daemon's own keys first.
+
+    The factories return the values (``s.relay_http_host, s.relay_http_port``); looking the
+    keys up here keeps the factories short and the messages exact.
+    """
+    own = prog.rsplit("-", 1)[-1] + "_"
+
+    def key(suffix: str, value: object) -> str | None:
+        names = [o.name for o in OPTIONS if o.name.endswith(suffix) and getattr(settings, o.name) == value]
+        names.sort(key=lambda name: not name.startswith(own))
+        return names[0] if names else None
+
+    return key("_host", host) or "ops host", key("_port", port) or "ops port"
+
+
+def _refuse(prog: str, exc: ConfigurationError) -> int:
+    """Print the one line that says which setting is wrong; exit code 2, as argparse uses."""
+    print("%s: %s" % (prog, " ".join(str(exc).split())), file=sys.stderr)
+    return 2
+
+
 def daemon_main(prog: str, description: str, argv: Sequence[str] | None, build: DaemonFactory) -> int:
     """A daemon's whole command line: settings (one clear line when wrong), logs, run.
 
-    ``build(settings)`` returns the daemon and the address of its ops endpoint.
+    ``build(settings)`` returns the daemon and the address of its ops endpoint. A
+    :class:`ConfigurationError` raised while starting (a bad value, a port in use) ends the
+    process with one line on stderr and exit code 2, never a traceback.
     """
     try:
         settings = resolve_settings(sys.argv[1:] if argv is None else argv, os.environ, prog, description)
         daemon, host, port = build(settings)
     except ConfigurationError as exc:
-        print("%s: %s" % (prog, exc), file=sys.stderr)
-        return 2
+        return _refuse(prog, exc)
     configure_logging(settings.log_level, settings.log_format)
-    if host is None or port is None:
-        return run_daemon(daemon.run)
-    return run_daemon(lambda stopping: serve_with_ops(daemon, host, port, stopping))
+    try:
+        if host is None or port is None:
+            return run_daemon(daemon.run)
+        host_option, port_option = _listen_options(prog, settings, host, port)
+        return run_daemon(lambda stopping: serve_with_ops(daemon, host, port, stopping, host_option, port_option))
+    except ConfigurationError as exc:
+        return _refuse(prog, exc)
