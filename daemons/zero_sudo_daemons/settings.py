@@ -203,10 +203,13 @@ class Option:
                 number = int(raw)
             except ValueError:
                 raise ValueError("must be an integer") from None
-            if (self.minimum is not None and number < self.minimum) or (self.maximum is not None and number > self.maximum):
-                if self.maximum is None:
-                    raise ValueError("must be at least %d" % self.minimum)
-                raise ValueError("must be between %d and %d" % (self.minimum, self.maximum))
+            low, high = self.minimum, self.maximum
+            if (low is not None and number < low) or (high is not None and number > high):
+                if high is None:
+                    raise ValueError("must be at least %d" % low)
+                if low is None:
+                    raise ValueError("must be at most %d" % high)
+                raise ValueError("must be between %d and %d" % (low, high))
             return number
         if self.choices:
             for choice in self.choices:
