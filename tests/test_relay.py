@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -11,8 +12,9 @@ import urllib.request
 
 import psycopg
 import pytest
+import redis.asyncio
 
-from conftest import PG_HOST, free_port, ids_for_payload_of, notify, pg_conninfo, wait_until
+from conftest import PG_HOST, REDIS_URL, free_port, ids_for_payload_of, notify, pg_conninfo, wait_until
 from zero_sudo_bus.protocol import (
     MAX_PAYLOAD_BYTES,
     Op,
@@ -23,6 +25,7 @@ from zero_sudo_bus.protocol import (
     model_key,
 )
 from zero_sudo_bus.subscriber import AsyncBusSubscriber
+from zero_sudo_daemons.redis_publisher import Fenced, RedisPublisher
 from zero_sudo_daemons.relay import CLIENT_NAME
 
 PARTNER = model_key("res.partner")
@@ -172,6 +175,63 @@ def test_standby_takes_over_within_two_seconds(pg_db, start_relay, bus_recorder)
     notify(pg_db, payload(2))
     wait_until(lambda: recorder.ids() == [1, 2], what="relayed by the new active replica")
     assert second.role() == "active"
+
+
+def test_a_frozen_leader_is_fenced_and_its_standby_takes_over(pg_db, start_relay, bus_recorder):
+    first, second = _active_and_standby(pg_db, start_relay)
+    recorder = bus_recorder(pg_db)
+    notify(pg_db, payload(1))
+    wait_until(lambda: recorder.ids() == [1], what="relayed by the active replica")
+    old_epoch = recorder.changes()[0].epoch
+
+    first.proc.send_signal(signal.SIGSTOP)  # frozen, not dead: its sockets stay open
+    try:
+        notify(pg_db, payload(2))  # waits in the frozen relay's socket, to be published when it wakes
+        frozen_at = time.monotonic()
+        wait_until(lambda: second.role() == "active", timeout=10, interval=0.01, what="the standby taking over")
+        print("takeover %.2fs after the leader froze" % (time.monotonic() - frozen_at))
+        notify(pg_db, payload(3))
+        wait_until(lambda: 3 in recorder.ids(), what="relayed by the new active replica")
+    finally:
+        first.proc.send_signal(signal.SIGCONT)
+    wait_until(lambda: first.role() in ("standby", "recovering"), what="the woken relay stepping down")
+    notify(pg_db, payload(4))
+    wait_until(lambda: 4 in recorder.ids(), what="relayed after the old leader woke")
+    time.sleep(0.5)  # whatever the woken relay had in hand would have been published by now
+    epochs = [message.epoch for message in recorder.changes()]
+    assert epochs[0] == old_epoch and len(set(epochs[1:])) == 1 and epochs[1] != old_epoch, epochs
+    assert recorder.ids() == [1, 3, 4], "the frozen relay published after its successor took over"
+
+
+def test_a_fenced_publisher_publishes_nothing(redis_client):
+    channel, key = "zs_test:%d:events" % os.getpid(), "zs_test:%d:epoch" % os.getpid()
+
+    async def main():
+        subscriber = redis.asyncio.Redis.from_url(REDIS_URL).pubsub()
+        await subscriber.subscribe(channel)
+        assert (await subscriber.get_message(timeout=2))["type"] == "subscribe"  # confirmed before anything is published
+        old = await RedisPublisher.connect(REDIS_URL, "zs_test_old", 2.0)
+        new = await RedisPublisher.connect(REDIS_URL, "zs_test_new", 2.0)
+        await old.claim_epoch(key, "old")
+        await old.publish_fenced(key, "old", channel, [b"a"])
+        await new.claim_epoch(key, "new")
+        with pytest.raises(Fenced):
+            await old.publish_fenced(key, "old", channel, [b"b", b"c"])
+        await new.publish_fenced(key, "new", channel, [b"d"])
+        received = []
+        while len(received) < 2:
+            message = await subscriber.get_message(ignore_subscribe_messages=True, timeout=2)
+            assert message is not None, received
+            received.append(message["data"])
+        for publisher in (old, new):
+            await publisher.close()
+        await subscriber.aclose()
+        return received
+
+    try:
+        assert asyncio.run(main()) == [b"a", b"d"]
+    finally:
+        redis_client.delete(key)
 
 
 def test_sigterm_hands_over_in_order(pg_db, start_relay, bus_recorder):

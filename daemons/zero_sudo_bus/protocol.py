@@ -89,6 +89,18 @@ def bus_channel(db_name: str) -> str:
     return "zero_sudo:%s:events" % db_name
 
 
+def epoch_key(db_name: str) -> str:
+    """The Redis key holding the epoch of the relay that is active for ``db_name``.
+
+    The relay that becomes active writes its epoch there before its first message, and every
+    publish checks it in the same atomic step: a relay that was frozen while another took
+    over publishes nothing into the new epoch when it wakes (it is fenced).
+    """
+    if not db_name:
+        raise ValueError("database name must not be empty")
+    return "zero_sudo:%s:epoch" % db_name
+
+
 def user_channel_prefix(db_name: str) -> str:
     """What every user channel of ``db_name`` starts with (gateways subscribe to it + ``*``)."""
     if not db_name:

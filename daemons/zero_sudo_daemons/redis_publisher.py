@@ -10,6 +10,7 @@ breaks, the relay's epoch ends and the next epoch starts with a flush, as it mus
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Sequence
 
 import hiredis
@@ -22,6 +23,23 @@ READ_CHUNK = 65536
 
 class RedisReplyError(ZeroSudoDaemonError):
     """Redis answered a command with an error (wrong password, wrong type, ...): not transient."""
+
+
+class Fenced(ConnectionLost):
+    """Another relay became active since this one's epoch began: this one must stop publishing.
+
+    Transient for the supervisor: the fenced relay goes back to standing by.
+    """
+
+
+# PUBLISH each message only while the epoch key still holds this publisher's epoch, checked
+# and published in one atomic step; 0 when fenced. KEYS[1] epoch key; ARGV epoch, channel,
+# messages...
+FENCED_PUBLISH = b"""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+for i = 3, #ARGV do redis.call('PUBLISH', ARGV[2], ARGV[i]) end
+return 1
+"""
 
 
 def encode_command(*parts: bytes) -> bytes:
@@ -40,6 +58,7 @@ class RedisPublisher:
         self._writer = writer
         self._parser = hiredis.Reader()
         self._lock = asyncio.Lock()  # the keepalive PING and the publisher share the connection
+        self._fenced_publish_sha = b""
 
     @classmethod
     async def connect(cls, url: str, client_name: str, timeout: float) -> RedisPublisher:
@@ -52,7 +71,8 @@ class RedisPublisher:
             reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(options["path"]), timeout)
         else:
             host, port = options.get("host", "127.0.0.1"), options.get("port", 6379)
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+            tls = ssl.create_default_context() if url.startswith("rediss://") else None  # as redis-py does
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=tls), timeout)
         publisher = cls(reader, writer)
         setup: list[bytes] = []
         if options.get("password"):
@@ -62,12 +82,22 @@ class RedisPublisher:
             setup.append(encode_command(b"SELECT", str(options["db"]).encode()))
         setup.append(encode_command(b"CLIENT", b"SETNAME", client_name.encode()))
         await asyncio.wait_for(publisher._execute(setup), timeout)
+        replies = await asyncio.wait_for(publisher._execute([encode_command(b"SCRIPT", b"LOAD", FENCED_PUBLISH)]), timeout)
+        publisher._fenced_publish_sha = replies[0]
         return publisher
 
-    async def publish_many(self, channel: str, messages: Sequence[bytes]) -> None:
-        """PUBLISH every message to ``channel`` in one write, then read every reply."""
-        name = channel.encode()
-        await self._execute([encode_command(b"PUBLISH", name, message) for message in messages])
+    async def claim_epoch(self, key: str, epoch: str) -> None:
+        """Make ``epoch`` the current one: from now on only its publishes go through."""
+        await self._execute([encode_command(b"SET", key.encode(), epoch.encode())])
+
+    async def publish_fenced(self, key: str, epoch: str, channel: str, messages: Sequence[bytes]) -> None:
+        """PUBLISH every message to ``channel`` if ``epoch`` is still current, else :class:`Fenced`."""
+        command = encode_command(
+            b"EVALSHA", self._fenced_publish_sha, b"1", key.encode(), epoch.encode(), channel.encode(), *messages
+        )
+        (published,) = await self._execute([command])
+        if not published:
+            raise Fenced("another relay became active for %s: this one stops publishing" % channel)
 
     async def ping(self) -> None:
         await self._execute([encode_command(b"PING")])
@@ -79,7 +109,9 @@ class RedisPublisher:
         except OSError:
             pass
 
-    async def _execute(self, commands: Sequence[bytes]) -> None:
+    async def _execute(self, commands: Sequence[bytes]) -> list[object]:
+        """Send ``commands`` in one write; their replies, in order."""
+        replies: list[object] = []
         async with self._lock:
             self._writer.writelines(commands)
             await self._writer.drain()
@@ -92,4 +124,8 @@ class RedisPublisher:
                     self._parser.feed(chunk)
                     reply = self._parser.gets()
                 if isinstance(reply, hiredis.ReplyError):
+                    if str(reply).startswith("NOSCRIPT"):  # SCRIPT FLUSH: a new connection loads it again
+                        raise ConnectionLost("Redis forgot the relay's publish script")
                     raise RedisReplyError(str(reply))
+                replies.append(reply)
+        return replies

@@ -14,6 +14,13 @@ One *epoch* is one stretch of leadership with working connections:
 Any lost connection ends the epoch (the supervisor backs off and starts a new one, whose
 flush tells subscribers that events may have been missed); SIGTERM ends it in order:
 UNLISTEN, publish what is pending, then close, which hands leadership to a standby.
+
+A leader that stops without dying (SIGSTOP, a paused VM, a long pause of its loop) is fenced
+on both sides: its session carries ``idle_session_timeout`` (:data:`LEADER_LEASE_MS`), so
+PostgreSQL ends it, and with it the leader lock, once the leader has been silent that long;
+and every publish checks, atomically in Redis, that the relay's epoch is still the current
+one (:func:`~zero_sudo_bus.protocol.epoch_key`), so the frozen relay, when it wakes,
+publishes nothing into its successor's epoch.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from zero_sudo_bus.protocol import (
     decode_notify_payload,
     encode_change_message,
     encode_flush_message,
+    epoch_key,
 )
 
 from .coalescing import Coalescer, Drained
@@ -70,6 +78,13 @@ BURST_WINDOW_S = 0.001
 # (a killed Redis client, a half-open socket) ends the epoch within about a second.
 KEEPALIVE_S = 1.0
 KEEPALIVE_TIMEOUT_S = 2.0
+
+# The leader's lease: PostgreSQL ends a leader session idle this long (idle_session_timeout),
+# which frees the leader lock, so a standby takes over within LEADER_LEASE_MS + LEADER_POLL_S
+# (2.25 s) of a frozen leader's last statement, inside the 3 s promise. A live leader speaks
+# every LEASE_PROBE_S, so only a leader stalled for 1.5 s beyond that is fenced.
+LEADER_LEASE_MS = 2000
+LEASE_PROBE_S = 0.5
 
 # Failures that mean "a server or the network went away": retried. (A lost Redis connection
 # raises ConnectionLost, a TransientError, which the supervisor always retries.)
@@ -108,6 +123,7 @@ class Relay:
         self.metrics = metrics or RelayMetrics()
         self.registry = self.metrics.registry
         self.channel = bus_channel(settings.db_name)
+        self.epoch_key = epoch_key(settings.db_name)
         self.role = "starting"
         self.epoch: str | None = None
         self._seq = 0
@@ -141,6 +157,8 @@ class Relay:
             self.role = "standby"
             if not await self._become_leader(pg, stopping, lost):
                 return
+            # The lease: a leader silent this long loses its session, and the lock with it.
+            await pg.execute("SET idle_session_timeout = %d" % LEADER_LEASE_MS, (), KEEPALIVE_TIMEOUT_S)
             bus = await RedisPublisher.connect(self.settings.redis_url, CLIENT_NAME, KEEPALIVE_TIMEOUT_S)
             try:
                 await self._relay(pg, bus, stopping, lost)
@@ -161,6 +179,7 @@ class Relay:
 
     async def _relay(self, pg: AsyncPgConnection, bus: RedisPublisher, stopping: asyncio.Event, lost: asyncio.Event) -> None:
         self._start_epoch()
+        await bus.claim_epoch(self.epoch_key, self.epoch)
         pg.listen_with(self._on_notifications)
         await pg.execute('LISTEN "%s"' % PG_CHANNEL, (), KEEPALIVE_TIMEOUT_S)
         self.role = "active"
@@ -252,7 +271,7 @@ class Relay:
         if not drained:
             return
         messages = self._encode(drained)
-        await bus.publish_many(self.channel, [message for _kind, message in messages])
+        await bus.publish_fenced(self.epoch_key, self.epoch, self.channel, [message for _kind, message in messages])
         for kind, _message in messages:
             self.metrics.published.labels(kind).inc()
         if drained.oldest_at is not None:
@@ -274,10 +293,24 @@ class Relay:
         return seq
 
     async def _keepalive(self, pg: AsyncPgConnection, bus: RedisPublisher) -> None:
-        while True:
-            await asyncio.sleep(KEEPALIVE_S)
-            await pg.fetchval("SELECT 1", (), KEEPALIVE_TIMEOUT_S)
-            await asyncio.wait_for(bus.ping(), KEEPALIVE_TIMEOUT_S)
+        """Probe both connections, each on its own clock: a slow Redis never lets the lease lapse."""
+
+        async def renew_lease() -> None:
+            while True:
+                await asyncio.sleep(LEASE_PROBE_S)
+                await pg.fetchval("SELECT 1", (), KEEPALIVE_TIMEOUT_S)
+
+        async def ping_redis() -> None:
+            while True:
+                await asyncio.sleep(KEEPALIVE_S)
+                await asyncio.wait_for(bus.ping(), KEEPALIVE_TIMEOUT_S)
+
+        try:
+            async with asyncio.TaskGroup() as probes:
+                probes.create_task(renew_lease(), name="relay.lease")
+                probes.create_task(ping_redis(), name="relay.redis_ping")
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # the probe that failed first ends the epoch
 
 
 def main(argv: Sequence[str] | None = None) -> int:
