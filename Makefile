@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test lint browser test-daemons test-odoo services venv bench-relay bench-drivers bench-ingest bench-gateway bench-export bench-cache
+.PHONY: run test lint browser test-daemons test-odoo services venv bench-relay bench-drivers bench-ingest bench-gateway bench-export bench-cache fuzz-landing
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -47,6 +47,10 @@ bench-drivers: venv services
 
 bench-ingest: venv services
 	$(PY) benchmarks/bench_ingest.py
+
+## 100 000 hostile and valid messages, two SIGKILLs: nothing lost, the daemon never exits by itself.
+fuzz-landing: venv services
+	PYTHONPATH=tests $(PY) benchmarks/fuzz_landing.py
 
 bench-gateway: venv services
 	$(PY) benchmarks/bench_gateway.py

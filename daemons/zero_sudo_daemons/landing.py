@@ -251,8 +251,8 @@ class LandingDaemon:
             except RowRefused as exc:
                 _logger.warning("batch refused by PostgreSQL (%s); landing its %d rows one by one", exc.reason, len(plan.rows))
                 await self._commit_one_by_one(pg, plan)
-        for message, reason in plan.dead:
-            await self._dead_letter(dead_exchange, message, reason)
+        # Confirmed together: the broker confirms in batches, one round trip for them all.
+        await asyncio.gather(*(self._dead_letter(dead_exchange, message, reason) for message, reason in plan.dead))
         await batch[-1][0].ack(multiple=True)
         self.metrics.batch_size.observe(len(batch))
         self.metrics.batch_latency.observe(time.perf_counter() - batch[0][1])
