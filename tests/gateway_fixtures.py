@@ -14,6 +14,7 @@ import socket
 import time
 
 import pytest
+from websockets.frames import Opcode
 from websockets.sync.client import ClientConnection, connect
 
 from conftest import REDIS_URL, DaemonProcess, wait_until
@@ -147,10 +148,92 @@ class RawClient:
 
     def send_text(self, text: str) -> None:
         """One masked text frame (RFC 6455 5.3: clients mask; the zero key is valid)."""
-        payload = text.encode()
-        assert len(payload) < 65536
-        length = bytes([0x80 | len(payload)]) if len(payload) < 126 else bytes([0x80 | 126]) + len(payload).to_bytes(2, "big")
-        self.sock.sendall(b"\x81" + length + b"\0\0\0\0" + payload)
+        self.sock.sendall(client_frame(Opcode.TEXT, text.encode()))
+
+    def flood(self, frame: bytes, max_bytes: int, seconds: float) -> int:
+        """Send ``frame`` over and over without reading, until the gateway stops taking them.
+
+        Stops after ``max_bytes`` or ``seconds``, when the gateway closes the connection, or
+        when a write blocks for a second (the gateway stopped reading it). The bytes sent.
+        """
+        chunk = frame * max(1, 65536 // len(frame))
+        sent = 0
+        deadline = time.monotonic() + seconds
+        self.sock.settimeout(1.0)
+        try:
+            while sent < max_bytes and time.monotonic() < deadline:
+                sent += self.sock.send(chunk)
+        except (TimeoutError, OSError):
+            pass
+        return sent
+
+    def read_until_closed(self, timeout: float) -> tuple[bytes, bool]:
+        """Everything the gateway sends until it closes the TCP connection: (bytes, reset?).
+
+        A connection the gateway aborts ends with a reset (the unread bytes are lost); one it
+        closes cleanly ends with EOF after its close frame.
+        """
+        received = bytearray()
+        deadline = time.monotonic() + timeout
+        while True:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                return bytes(received), True
+            except TimeoutError:
+                pytest.fail("the gateway did not close the connection within %.1fs" % timeout)
+            if not data:
+                return bytes(received), False
+            received += data
 
     def close(self) -> None:
         self.sock.close()
+
+
+def client_frame(opcode: Opcode, payload: bytes = b"", fin: bool = True) -> bytes:
+    """One masked client frame of any kind (the all-zero masking key is valid)."""
+    assert len(payload) < 65536
+    length = bytes([0x80 | len(payload)]) if len(payload) < 126 else bytes([0x80 | 126]) + len(payload).to_bytes(2, "big")
+    return bytes([(0x80 if fin else 0) | opcode.value]) + length + b"\0\0\0\0" + payload
+
+
+def close_codes(data: bytes) -> list[int]:
+    """The codes of the close frames in what a server sent after its 101 (unmasked frames)."""
+    offset = 0
+    codes = []
+    while len(data) - offset >= 2:
+        opcode, length, header = data[offset] & 0x0F, data[offset + 1] & 0x7F, 2
+        if length == 126:
+            length, header = int.from_bytes(data[offset + 2 : offset + 4], "big"), 4
+        elif length == 127:
+            length, header = int.from_bytes(data[offset + 2 : offset + 10], "big"), 10
+        if opcode == Opcode.CLOSE.value and length >= 2:
+            codes.append(int.from_bytes(data[offset + header : offset + header + 2], "big"))
+        offset += header + length
+    return codes
+
+
+def open_stalled_clients(gateway: GatewayProcess, count: int, channels: list[str]) -> list[socket.socket]:
+    """``count`` subscribed token clients that never read (a 4 KiB receive buffer each).
+
+    Each sends its handshake, ``auth`` and ``sub`` in one write without waiting for the
+    answers, so thousands are set up in a few seconds.
+    """
+    token = token_for(gateway.db, channels)
+    commands = client_frame(Opcode.TEXT, json.dumps({"op": "auth", "token": token}).encode()) + client_frame(
+        Opcode.TEXT, json.dumps({"op": "sub", "ch": channels}).encode()
+    )
+    sockets = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", gateway.port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        handshake = (
+            "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (gateway.port, key)
+        )
+        sock.sendall(handshake.encode() + commands)
+        sockets.append(sock)
+    return sockets

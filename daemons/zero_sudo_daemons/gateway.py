@@ -10,14 +10,24 @@ run as many as needed behind a load balancer.
 Defences, in the order a connection meets them: the ``Origin`` allow-list and a connection
 cap at the handshake; credentials (the Odoo ``session_id`` cookie, or an HMAC token in the
 first command) within :data:`AUTH_TIMEOUT_S`; a bounded inbound frame size; a token bucket
-per connection; channel grants; a bounded outgoing buffer per connection (a client that
-cannot keep up is closed with 1013 and resyncs when it reconnects). The client protocol is
-``gateway_protocol.py`` (pure) and docs/gateway.md.
+per connection that every frame the client sends draws from (commands, pings, pongs,
+continuations: a flood of any kind is closed with 1008); channel grants; a bounded outgoing
+buffer per connection, automatic pongs included (a client that cannot keep up is closed with
+1013 and resyncs when it reconnects). The client protocol is ``gateway_protocol.py`` (pure)
+and docs/gateway.md.
+
+Full garbage collections walk every live object: with 10 000 connections that is a pause of
+up to a second in the middle of a fan-out. The gateway freezes what survived each second
+(:data:`GC_FREEZE_INTERVAL_S`) so a full collection only walks the last second's objects,
+and a closed connection leaves no reference cycle behind that freezing would keep forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
+import functools
+import gc
 import json
 import logging
 import resource
@@ -33,9 +43,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Frame, Opcode
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
-from websockets.protocol import State
+from websockets.protocol import Event, State
 
 from zero_sudo_bus.protocol import BusMessage, model_key, user_channel_prefix
 from zero_sudo_bus.sessions import decode_session, session_key, session_uid
@@ -102,8 +112,37 @@ SESSION_LOOKUP_TIMEOUT_S = 2.0
 MAX_USER_MESSAGE_BYTES = 65_536
 
 # Close codes (RFC 6455 section 7.4.1).
-CLOSE_POLICY = 1008  # authentication failure, rate limit, forbidden command
-CLOSE_TRY_AGAIN = 1013  # slow consumer, or the session store is unreachable
+CLOSE_POLICY = CloseCode.POLICY_VIOLATION  # authentication failure, rate limit, forbidden command
+CLOSE_TRY_AGAIN = CloseCode.TRY_AGAIN_LATER  # slow consumer, or the session store is unreachable
+
+# Inbound bytes are handed to the WebSocket parser this many at a time, the rate limit being
+# checked in between: a flooder's frames stop being parsed (and pings answered) within 4 KiB
+# of going over, instead of after a whole 256 KiB read of 6-byte pings (43 000 frames).
+PARSE_SLICE_BYTES = 4096
+
+# What survived each second is frozen (moved out of the collector's sight): a full collection
+# then walks at most one second of allocations instead of every connection's objects, and
+# freezing (a list splice) plus collecting one second's objects costs about a millisecond.
+GC_FREEZE_INTERVAL_S = 1.0
+
+# A full collection longer than this is logged: it delayed every client's events that much.
+GC_SLOW_PAUSE_S = 0.1
+
+
+class Refusal(enum.Enum):
+    """Why the gateway closes a connection on its own initiative: the close code and reason."""
+
+    FLOOD = (CLOSE_POLICY, "rate limit exceeded")  # more frames than the rate limit allows
+    SLOW = (CLOSE_TRY_AGAIN, "too slow: reconnect and resync")  # outgoing buffer past its bound
+    AUTH_TIMEOUT = (CLOSE_POLICY, "authentication timeout")  # no credentials in AUTH_TIMEOUT_S
+
+    @property
+    def code(self) -> CloseCode:
+        return self.value[0]
+
+    @property
+    def reason(self) -> str:
+        return self.value[1]
 
 
 class AuthenticationFailed(ZeroSudoDaemonError):
@@ -143,17 +182,97 @@ class GatewayMetrics:
         self.rejected_user_messages = Counter(
             "zero_sudo_gateway_rejected_user_messages", "user-channel messages that are not a JSON object", registry=r
         )
+        self.gc_seconds = Counter(
+            "zero_sudo_gateway_gc_seconds",
+            "time spent in garbage collections (the event loop stands still)",
+            ["generation"],
+            registry=r,
+        )
+        self.gc_frozen = Gauge(
+            "zero_sudo_gateway_gc_frozen_objects",
+            "objects frozen out of the collector's sight (steady unless leaking)",
+            registry=r,
+        )
+        self.gc_frozen.set_function(gc.get_freeze_count)
 
 
 class GatewayConnection(ServerConnection):
-    """A client connection with what the gateway knows about it."""
+    """A client connection with what the gateway knows about it, and its inbound bounds.
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    websockets answers each ping with a pong as it parses it, before the application sees
+    any frame, and queues data frames only up to ``max_queue``: control frames would cost
+    the gateway memory (pongs to a client that never reads) and CPU without limit. So every
+    frame, whatever its kind, is charged to :attr:`bucket` as it is parsed; input is parsed
+    :data:`PARSE_SLICE_BYTES` at a time so a flood stops being parsed soon after going over;
+    and whatever the gateway writes on its own (pongs) counts against the same outgoing
+    buffer bound as events. Past either bound, :meth:`refuse` closes it.
+    """
+
+    def __init__(self, *args: object, gateway: Gateway, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
+        self.gateway = gateway
         self.principal: Principal | None = None
         self.channels: set[str] = set()
-        self.bucket: TokenBucket | None = None
+        settings = gateway.settings
+        self.bucket = TokenBucket(settings.gateway_commands_per_s, settings.gateway_command_burst)
         self.auth_deadline: asyncio.TimerHandle | None = None
+        self.refused: Refusal | None = None  # why the gateway is closing it, once it is
+        self._abort_handle: asyncio.TimerHandle | None = None
+
+    def data_received(self, data: bytes) -> None:
+        """Parse ``data`` slice by slice, stopping at a refusal; then check the outgoing buffer."""
+        for start in range(0, len(data), PARSE_SLICE_BYTES):
+            if self.refused is not None:
+                return  # a refused client's input is dropped unparsed: no more pongs
+            super().data_received(data[start : start + PARSE_SLICE_BYTES])
+        if self.refused is None and self.transport.get_write_buffer_size() > self.gateway.settings.gateway_max_buffer_bytes:
+            self.refuse(Refusal.SLOW)
+
+    def process_event(self, event: Event) -> None:
+        """Charge every frame (data or control) to the rate limit before it is processed."""
+        if self.request is not None:  # the first event is the handshake request, then frames
+            if self.refused is not None:
+                return
+            if not self.bucket.take():
+                self.refuse(Refusal.FLOOD)
+                return
+        super().process_event(event)
+
+    def refuse(self, refusal: Refusal) -> None:
+        """Close now without waiting on anything: close frame, EOF, abort if not gone in time.
+
+        The gateway forgets the connection at once (no more events). The client gets the close
+        frame after what it has not read yet; its TCP connection is aborted after
+        :data:`CLOSE_TIMEOUT_S` unless it closes first, so its buffers are freed either way.
+        No task per connection: thousands of slow clients are dropped in one loop iteration.
+        """
+        if self.refused is not None:
+            return
+        self.refused = refusal
+        self.gateway.on_refused(self, refusal)
+        if self.protocol.state is not State.OPEN:
+            self.transport.abort()  # handshake not done, or closing already: nothing to say
+            return
+        self.protocol.fail(refusal.code, refusal.reason)
+        self.send_data()
+        self._abort_handle = self.loop.call_later(CLOSE_TIMEOUT_S, self.transport.abort)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Also break the reference cycles a closed connection would leave to the collector.
+
+        The protocol's parser is a generator whose frame refers to the protocol, and the
+        exception that ended it (EOF, a protocol error) refers to that frame through its
+        traceback: ~15 objects per connection that only a full collection would free, and
+        never once frozen (:data:`GC_FREEZE_INTERVAL_S`).
+        """
+        super().connection_lost(exc)
+        if self._abort_handle is not None:
+            self._abort_handle.cancel()
+            self._abort_handle = None
+        protocol = self.protocol
+        protocol.parser.close()
+        if protocol.parser_exc is not None:
+            protocol.parser_exc.__traceback__ = None
 
 
 def raise_open_files_limit() -> int:
@@ -201,7 +320,8 @@ class Gateway:
         self._models: dict[int, tuple[str, str]] = {}  # model key → (channel name, model name)
         self._connections: set[GatewayConnection] = set()
         self._authenticated: set[GatewayConnection] = set()
-        self._closing: set[asyncio.Task[None]] = set()
+        self._slow_dropped_now = 0  # slow clients refused in this loop iteration, logged once
+        self._gc_started = 0.0  # when the running garbage collection started (perf_counter)
         self._batch: list[tuple[tuple[GatewayConnection, ...], bytes]] = []  # written by _flush
         self._user_channels_connected = False
         self._stopping = False
@@ -248,6 +368,7 @@ class Gateway:
         workers = [
             asyncio.create_task(supervise("bus subscriber", self.bus.run, stopping, TRANSIENT_REDIS_ERRORS)),
             asyncio.create_task(supervise("user channels", self._follow_user_channels, stopping, TRANSIENT_REDIS_ERRORS)),
+            asyncio.create_task(self._freeze_survivors()),
         ]
         stop_wait = asyncio.create_task(stopping.wait())
         try:
@@ -276,12 +397,42 @@ class Gateway:
             ping_timeout=s.gateway_ping_timeout_s,
             close_timeout=CLOSE_TIMEOUT_S,
             open_timeout=AUTH_TIMEOUT_S,
-            create_connection=GatewayConnection,
+            create_connection=functools.partial(GatewayConnection, gateway=self),
             backlog=LISTEN_BACKLOG,
         )
         self.port = server.sockets[0].getsockname()[1]
         _logger.info("gateway listening host=%s port=%d db=%s", s.gateway_host, self.port, s.db_name)
         return server
+
+    async def _freeze_survivors(self) -> None:
+        """Each second, collect what is new and freeze what survives (see the module doc).
+
+        Runs for the life of the process; a full collection then walks only what was
+        allocated since the last freeze, whatever the number of connections.
+        """
+        gc.callbacks.append(self._on_gc)
+        try:
+            while True:
+                await asyncio.sleep(GC_FREEZE_INTERVAL_S)
+                gc.collect()
+                gc.freeze()
+        finally:
+            gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._gc_started
+        self.metrics.gc_seconds.labels(str(info["generation"])).inc(pause)
+        if pause > GC_SLOW_PAUSE_S:
+            _logger.warning(
+                "slow garbage collection generation=%d pause_ms=%.0f collected=%d frozen=%d",
+                info["generation"],
+                pause * 1000,
+                info["collected"],
+                gc.get_freeze_count(),
+            )
 
     async def _shut_down(self, server: Server) -> None:
         self._stopping = True
@@ -324,8 +475,8 @@ class Gateway:
 
     # -- one connection --------------------------------------------------------------------
     async def _handle(self, connection: GatewayConnection) -> None:
-        s = self.settings
-        connection.bucket = TokenBucket(s.gateway_commands_per_s, s.gateway_command_burst)
+        if connection.refused is not None:
+            return  # flooded during the handshake: already aborted
         self._connections.add(connection)
         try:
             await self._authenticate_by_cookie(connection)
@@ -373,13 +524,14 @@ class Gateway:
         self._deliver((connection,), encode_hello(principal), "reply")
 
     def _auth_timed_out(self, connection: GatewayConnection) -> None:
+        connection.auth_deadline = None
         self.metrics.auth_failures.labels("timeout").inc()
-        self._close_soon(connection, CLOSE_POLICY, "authentication timeout")
+        connection.refuse(Refusal.AUTH_TIMEOUT)
 
     def _on_frame(self, connection: GatewayConnection, frame: str | bytes) -> None:
-        if not connection.bucket.take():
-            raise ProtocolViolation("rate limit exceeded")
-        command = parse_command(frame)
+        if connection.refused is not None:
+            return  # queued before the refusal: the connection is closing, nothing to answer
+        command = parse_command(frame)  # the frame was charged to the rate limit when parsed
         if command.op == "auth":
             self._authenticate_by_token(connection, command)
         elif connection.principal is None:
@@ -451,12 +603,32 @@ class Gateway:
         except TimeoutError:
             connection.transport.abort()
 
-    def _close_soon(self, connection: GatewayConnection, code: int, reason: str) -> None:
-        """Stop delivering to ``connection`` at once and close it in the background."""
+    def on_refused(self, connection: GatewayConnection, refusal: Refusal) -> None:
+        """Account for a connection :meth:`GatewayConnection.refuse` closes, and forget it."""
+        if refusal is Refusal.SLOW:
+            self.metrics.slow_dropped.inc()
+            if not self._slow_dropped_now:
+                asyncio.get_running_loop().call_soon(self._log_slow_dropped)
+            self._slow_dropped_now += 1
+            _logger.debug(
+                "slow client dropped uid=%s buffered_bytes=%d",
+                connection.principal.uid if connection.principal else None,
+                connection.transport.get_write_buffer_size(),
+            )
+        elif refusal is Refusal.FLOOD:  # AUTH_TIMEOUT is counted as an authentication failure
+            self.metrics.violations.labels(str(refusal.code.value)).inc()
+            _logger.info(
+                "client refused code=%d reason=%s uid=%s",
+                refusal.code,
+                refusal.reason,
+                connection.principal.uid if connection.principal else None,
+            )
         self._forget(connection)
-        task = asyncio.create_task(self._close(connection, code, reason))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+
+    def _log_slow_dropped(self) -> None:
+        """One line for all the slow clients dropped in a loop iteration (thousands, at worst)."""
+        _logger.info("slow clients dropped count=%d", self._slow_dropped_now)
+        self._slow_dropped_now = 0
 
     # -- fan-out -----------------------------------------------------------------------------
     def _deliver(self, recipients: Collection[GatewayConnection], message: str, kind: str) -> None:
@@ -503,14 +675,7 @@ class Gateway:
                 sent += 1
         self.metrics.writes.inc(sent)
         for connection in slow:
-            if connection in self._connections:
-                self.metrics.slow_dropped.inc()
-                _logger.info(
-                    "slow client dropped uid=%s buffered_bytes=%d",
-                    connection.principal.uid if connection.principal else None,
-                    connection.transport.get_write_buffer_size(),
-                )
-                self._close_soon(connection, CLOSE_TRY_AGAIN, "too slow: reconnect and resync")
+            connection.refuse(Refusal.SLOW)
 
     def _on_change(self, message: BusMessage) -> None:
         self.metrics.events_in.labels("change").inc()
