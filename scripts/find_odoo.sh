@@ -49,10 +49,10 @@ redis_url = ${ZERO_SUDO_REDIS_URL:-redis://127.0.0.1:6379/0}
 CONF
 }
 
-# fresh_database DB: drop and create it, with pg_trgm (Odoo adds it only to databases it creates).
+# fresh_database DB: drop and create it as an operator would, without Odoo's extensions:
+# installing zero_sudo must create pg_trgm itself (or say what to run).
 fresh_database() {
   local db=$1 host=${ZERO_SUDO_DB_HOST:-127.0.0.1} port=${ZERO_SUDO_DB_PORT:-5432}
   psql -h "$host" -p "$port" -d postgres -qAtc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
   psql -h "$host" -p "$port" -d postgres -qAtc "CREATE DATABASE \"$db\" ENCODING 'unicode' LC_COLLATE 'C' TEMPLATE template0" >/dev/null
-  psql -h "$host" -p "$port" -d "$db" -qAtc "CREATE EXTENSION IF NOT EXISTS pg_trgm" >/dev/null
 }

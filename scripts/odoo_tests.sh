@@ -3,8 +3,8 @@
 #
 # Where Odoo is looked for: scripts/find_odoo.sh (never downloaded or installed here).
 # This script installs pytest-odoo and this repository's package into that Python, creates a
-# fresh database (with pg_trgm, which Odoo only adds to databases it creates itself), installs
-# every addon of addons/ and runs their tests.
+# fresh database as an operator would (plain CREATE DATABASE: installing the suite creates
+# pg_trgm itself), installs every addon of addons/ and runs their tests.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)

@@ -16,6 +16,7 @@
         "views/res_users_views.xml",
         "data/ir_cron.xml",
     ],
+    "pre_init_hook": "pre_init_hook",
     "post_load": "post_load",
     "installable": True,
     "application": False,

@@ -42,10 +42,13 @@ class ZeroSudoController(http.Controller):
             return request.make_json_response({"error": "not_found"}, status=404)
         return request.make_json_response(task._status())
 
-    @http.route("/zero_sudo/task/<int:task_id>/retry", type="http", auth="user", methods=["POST"], csrf=False)
+    @http.route("/zero_sudo/task/<int:task_id>/retry", type="http", auth="user", methods=["POST"])
     def task_retry(self, task_id):
         """Run a failed task again: 202 with the new task's status URL, 409 unless it failed,
-        503 with Retry-After while the executor is full (nothing is queued then)."""
+        503 with Retry-After while the executor is full (nothing is queued then).
+
+        A state change on a cookie session: Odoo's CSRF check applies (``csrf_token`` in the
+        form), so a cross-site form post is refused."""
         task = self._task(task_id)
         if task is None:
             return request.make_json_response({"error": "not_found"}, status=404)

@@ -4,8 +4,10 @@ from unittest.mock import patch
 import psycopg2
 from zero_sudo_bus.lockhash import deterministic_hash
 
+from odoo import http
 from odoo.sql_db import db_connect
 from odoo.tests import HttpCase, TransactionCase, new_test_user, tagged
+from odoo.tools import mute_logger
 
 from ..tools.exceptions import ExecutorFull, TaskTargetError
 from ..tools.executor import BoundedExecutor
@@ -125,6 +127,18 @@ class TestTaskEndpoints(HttpCase):
         )
         self.authenticate("task_owner", "task_owner_pw1")
 
+    def _form(self):
+        return {"csrf_token": http.Request.csrf_token(self)}
+
+    def test_a_cross_site_post_without_the_csrf_token_is_refused(self):
+        count = self.env["zero_sudo.task"].search_count([])
+        with mute_logger("odoo.http"):
+            response = self.url_open("/zero_sudo/task/%d/retry" % self.failed.id, data={"go": "1"})
+            forged = self.url_open("/zero_sudo/task/%d/retry" % self.failed.id, data={"csrf_token": "0" * 40 + "o9999999999"})
+        self.assertEqual((response.status_code, forged.status_code), (400, 400))
+        self.assertIn("CSRF", response.text)
+        self.assertEqual(self.env["zero_sudo.task"].search_count([]), count, "a refused post queued a task")
+
     def test_status_endpoint_shows_own_tasks_only(self):
         response = self.url_open("/zero_sudo/task/%d" % self.failed.id)
         self.assertEqual(response.status_code, 200)
@@ -138,12 +152,12 @@ class TestTaskEndpoints(HttpCase):
         self.addCleanup(small.shutdown)
         count = self.env["zero_sudo.task"].search_count([])
         with patch.object(executor, "get", return_value=small):
-            response = self.url_open("/zero_sudo/task/%d/retry" % self.failed.id, data=b"go")
+            response = self.url_open("/zero_sudo/task/%d/retry" % self.failed.id, data=self._form())
             self.assertEqual(response.status_code, 503)
             self.assertEqual(response.headers["Retry-After"], "11")
             self.assertEqual(self.env["zero_sudo.task"].search_count([]), count)
             slots[1].release()
-            response = self.url_open("/zero_sudo/task/%d/retry" % self.failed.id, data=b"go")
+            response = self.url_open("/zero_sudo/task/%d/retry" % self.failed.id, data=self._form())
         slots[0].release()
         self.assertEqual(response.status_code, 202, response.text)
         status_url = response.headers["Location"]

@@ -72,9 +72,11 @@ class ExportController(http.Controller):
             body(), headers=[("Content-Type", CONTENT_TYPES[format]), ("Content-Disposition", 'attachment; filename="%s"' % filename)]
         )
 
-    @http.route("/zero_sudo/export/<string:model>/attachment", type="http", auth="user", methods=["POST"], csrf=False)
+    @http.route("/zero_sudo/export/<string:model>/attachment", type="http", auth="user", methods=["POST"])
     def export_to_attachment(self, model, fields="", domain="[]", format="json", **_kw):
-        """Queue a large export into an attachment; 202 with the task to follow, 503 when busy."""
+        """Queue a large export into an attachment; 202 with the task to follow, 503 when busy.
+
+        Odoo's CSRF check applies (``csrf_token`` in the form): a cross-site post is refused."""
         parsed, error = _parse(model, fields, domain, format)
         if error:
             return _error(*error)

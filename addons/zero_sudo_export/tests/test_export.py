@@ -2,8 +2,12 @@ import datetime
 import json
 import os
 
+from odoo import http
 from odoo.exceptions import AccessError
 from odoo.tests import HttpCase, TransactionCase, new_test_user, tagged
+from odoo.tools import mute_logger
+
+from odoo.addons.zero_sudo.tests.common import wait_until
 
 from ..tools.streaming import render
 
@@ -128,3 +132,16 @@ class TestExportEndpoint(HttpCase):
             with self.subTest(query=query):
                 self.assertEqual(self.get(query).status_code, status)
         self.assertEqual(self.url_open("/zero_sudo/export/no.such.model?fields=name").status_code, 404)
+
+    def test_queuing_an_export_needs_the_csrf_token(self):
+        tasks = self.env["zero_sudo.task"]
+        count = tasks.search_count([])
+        url = "/zero_sudo/export/res.partner/attachment"
+        with mute_logger("odoo.http"):
+            refused = self.url_open(url, data={"fields": "name"})
+        self.assertEqual(refused.status_code, 400, "a cross-site form post was accepted")
+        self.assertEqual(tasks.search_count([]), count)
+        accepted = self.url_open(url, data={"fields": "name", "csrf_token": http.Request.csrf_token(self)})
+        self.assertEqual(accepted.status_code, 202, accepted.text[:300])
+        status_url = accepted.json()["status"]
+        wait_until(lambda: self.url_open(status_url).json()["state"] == "done", what="the queued export to finish")
