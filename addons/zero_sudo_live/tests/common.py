@@ -1,0 +1,93 @@
+"""Helpers for tests that need what a TransactionCase hides: real commits, NOTIFYs, Redis."""
+
+import json
+import time
+
+import psycopg2
+import redis
+
+from odoo import api
+from odoo.sql_db import db_connect
+
+from odoo.addons.zero_sudo.tools.config import settings
+
+from zero_sudo_bus.protocol import PG_CHANNEL, ChangeBatch, decode_notify_payload, model_key
+
+
+def wait_until(predicate, timeout=30.0, what="condition"):
+    """Poll ``predicate`` until truthy; fail with ``what`` after ``timeout`` (a safety net,
+    never a speed assertion)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
+        time.sleep(0.02)
+
+
+def real_env(registry, uid=api.SUPERUSER_ID):
+    """An environment on a new real cursor (own transaction); close its cr."""
+    return api.Environment(registry.cursor(), uid, {})
+
+
+class ChangeListener:
+    """A real LISTEN connection on the change-event channel, decoding what arrives."""
+
+    MARKER = "[1,1,1]"
+
+    def __init__(self, dbname):
+        self.conn = psycopg2.connect(**db_connect(dbname).dsn)
+        self.conn.autocommit = True
+        self.conn.cursor().execute("LISTEN %s" % PG_CHANNEL)
+        self.payloads = []
+
+    def _drain(self):
+        self.conn.poll()
+        while self.conn.notifies:
+            self.payloads.append(self.conn.notifies.pop(0).payload)
+
+    def sync(self):
+        """Commit a marker NOTIFY and wait for it: everything committed before has arrived."""
+        before = self.payloads.count(self.MARKER)
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT pg_notify(%s, %s)", [PG_CHANNEL, self.MARKER])
+        wait_until(lambda: self._drain() or self.payloads.count(self.MARKER) > before, what="the marker NOTIFY")
+
+    def ids(self, model, op):
+        key = model_key(model)
+        batches = [decode_notify_payload(payload) for payload in self.payloads if payload != self.MARKER]
+        return sorted({i for b in batches if isinstance(b, ChangeBatch) and b.model_key == key and b.op == op for i in b.ids})
+
+    def models(self):
+        batches = [decode_notify_payload(payload) for payload in self.payloads if payload != self.MARKER]
+        return {b.model_key for b in batches if isinstance(b, ChangeBatch)}
+
+    def close(self):
+        self.conn.close()
+
+
+class UserChannels:
+    """A real Redis subscriber on users' channels (what every gateway follows)."""
+
+    def __init__(self, channels):
+        self.client = redis.Redis.from_url(settings().redis_url)
+        self.pubsub = self.client.pubsub()
+        self.pubsub.subscribe(*channels)
+        for _channel in channels:
+            self.pubsub.get_message(timeout=5)  # the subscribe confirmations
+        self.received = []
+
+    def drain(self, timeout=0.2):
+        """What arrived, as (channel, decoded JSON), waiting ``timeout`` for stragglers."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = self.pubsub.get_message(timeout=0.05)
+            if message and message["type"] == "message":
+                self.received.append((message["channel"].decode(), json.loads(message["data"])))
+        return self.received
+
+    def close(self):
+        self.pubsub.close()
+        self.client.close()

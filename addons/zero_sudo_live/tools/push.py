@@ -1,0 +1,70 @@
+"""Payloads pushed to users, checked and encoded without any I/O.
+
+A push is a JSON object that Odoo publishes to the Redis channel
+``zero_sudo_bus.protocol.user_channel(db, uid)``; every gateway delivers it verbatim to that
+user's ``user:<uid>`` subscribers. The gateway drops a message that is not a JSON object or
+is larger than 64 KiB (its ``MAX_USER_MESSAGE_BYTES``), so such a payload is refused here, at
+the call, where the programmer sees the error, instead of vanishing silently later.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .exceptions import PushRefused
+
+# The gateway's bound on one user message (zero_sudo_daemons.gateway.MAX_USER_MESSAGE_BYTES);
+# tests/test_live_logic.py checks both stay equal.
+MAX_PUSH_BYTES = 65_536
+
+
+class Level(enum.StrEnum):
+    """How the web client shows a notification (Odoo's notification service types)."""
+
+    INFO = "info"
+    SUCCESS = "success"
+    WARNING = "warning"
+    DANGER = "danger"
+
+
+def encode_push(payload: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON of ``payload``; :class:`PushRefused` when the gateway would drop it."""
+    if not isinstance(payload, Mapping):
+        raise PushRefused("a push payload must be a JSON object (a dict), got %s" % type(payload).__name__)
+    try:
+        data = json.dumps(dict(payload), separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise PushRefused("a push payload must be JSON: %s" % exc) from None
+    if len(data) > MAX_PUSH_BYTES:
+        raise PushRefused("a push payload is at most %d bytes, this one is %d" % (MAX_PUSH_BYTES, len(data)))
+    return data
+
+
+def notification(message: str, title: str | None = None, level: Level = Level.INFO, sticky: bool = False, url: str | None = None) -> dict:
+    """The payload the web client shows through Odoo's notification service.
+
+    ``url`` adds an "Open" button (a download, a record); ``sticky`` keeps it until closed.
+    """
+    if not isinstance(message, str) or not message:
+        raise PushRefused("a notification needs a message")
+    payload: dict[str, Any] = {"type": "notification", "message": message, "level": Level(level).value, "sticky": bool(sticky)}
+    if title:
+        payload["title"] = title
+    if url:
+        payload["url"] = url
+    return payload
+
+
+def check_user_ids(requested: Iterable[Any], existing: Iterable[int]) -> list[int]:
+    """The requested user IDs, deduplicated; :class:`PushRefused` naming any that does not exist."""
+    ids = list(dict.fromkeys(requested))
+    bad = [uid for uid in ids if type(uid) is not int or uid < 1]
+    if bad:
+        raise PushRefused("user IDs must be positive integers, got %r" % (bad,))
+    missing = sorted(set(ids) - set(existing))
+    if missing:
+        raise PushRefused("no such user: %s" % ", ".join(map(str, missing)))
+    return ids
