@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	  echo "venv: $(PYTHON) cannot create virtual environments; installing python3-venv"; \
 	  apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); } \
 	  || { echo "venv: cannot create $(VENV): install python3-venv (apt-get install python3-venv)"; exit 1; }
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,bench,odoo]"
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[daemons,test,bench,odoo]"
 	touch $@
 
 services:
@@ -55,8 +55,8 @@ fuzz-landing: venv services
 bench-gateway: venv services
 	$(PY) benchmarks/bench_gateway.py
 
-bench-export: services
+bench-export: venv services
 	bash scripts/odoo_bench.sh export benchmarks/bench_export.py
 
-bench-cache: services
+bench-cache: venv services
 	bash scripts/odoo_bench.sh cache benchmarks/bench_cache.py

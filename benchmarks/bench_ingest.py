@@ -28,22 +28,16 @@ import urllib.request
 import aio_pika
 import uvloop
 
-from zero_sudo_bus.ingest import EXCHANGE, IngestMessage, encode_ingest_message, landing_queue, routing_key
+from zero_sudo_bus.ingest import EXCHANGE, IngestMessage, encode_ingest_message, landing_queue, routing_key, topology
+from zero_sudo_bus.landing_table import MINIMAL_DDL, STREAM_TABLE
 from zero_sudo_bus.protocol import PG_CHANNEL, ChangeBatch, decode_notify_payload
+from zero_sudo_daemons.amqp_session import declare_topology
 from zero_sudo_daemons.pg_async import AsyncPgConnection
 
 PG_HOST = os.environ.get("ZERO_SUDO_DB_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("ZERO_SUDO_DB_PORT", "5432"))
 AMQP_URL = os.environ.get("ZERO_SUDO_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 CONFIRM_WINDOW = 1000  # publishes in flight before awaiting their confirms
-
-SCHEMA = """
-CREATE TABLE zero_sudo_ingest_stream (id serial PRIMARY KEY, code varchar NOT NULL UNIQUE, name varchar, active boolean DEFAULT true);
-CREATE TABLE zero_sudo_ingest_landing (
-    id serial PRIMARY KEY, stream_id int NOT NULL REFERENCES zero_sudo_ingest_stream(id), external_id varchar NOT NULL,
-    payload jsonb, state varchar NOT NULL, error text, create_date timestamp, write_date timestamp, UNIQUE (stream_id, external_id));
-INSERT INTO zero_sudo_ingest_stream (code, name) VALUES ('bench', 'bench');
-"""
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -148,14 +142,14 @@ async def main(args: argparse.Namespace) -> None:
     connection = await aio_pika.connect(AMQP_URL)
     try:
         pg = await AsyncPgConnection.connect(5.0, host=PG_HOST, port=PG_PORT, dbname=db)
-        await pg.execute(SCHEMA)
+        await pg.execute(MINIMAL_DDL)
+        await pg.execute("INSERT INTO %s (code, name) VALUES ('bench', 'bench')" % STREAM_TABLE)
         channel = await connection.channel(publisher_confirms=True)
         broker_rate = await phase_broker(channel, args.count)
         print("1. broker: %.0f msgs/s publish -> consume, no database" % broker_rate, flush=True)
 
-        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
-        queue = await channel.declare_queue(landing_queue(db), durable=True)
-        await queue.bind(exchange, routing_key="%s.#" % db)
+        exchanges, _queues = await declare_topology(channel, topology(db))
+        exchange = exchanges[EXCHANGE]
         clock = LandedClock()
         pg.listen_with(clock.on_notifications)
         await pg.execute('LISTEN "%s"' % PG_CHANNEL)

@@ -23,10 +23,18 @@ import time
 
 import aio_pika
 import psycopg
-from ingest_fixtures import AMQP_URL, LandingProcess, RawHeaderString, create_schema, declare_queues, delete_queues
+from ingest_fixtures import (
+    AMQP_URL,
+    LandingProcess,
+    RawHeaderString,
+    create_schema,
+    declare_queues,
+    delete_queues,
+    ingest_exchange,
+)
 
 from conftest import pg_conninfo
-from zero_sudo_bus.ingest import EXCHANGE, REASON_HEADER, dead_letter_queue, routing_key
+from zero_sudo_bus.ingest import REASON_HEADER, dead_letter_queue, routing_key
 
 STREAM = "fuzz"
 CONFIRM_WINDOW = 1000  # publishes in flight before awaiting their confirms
@@ -109,7 +117,7 @@ async def publish_all(db: str, messages: list[tuple[str, bytes, dict | None]]) -
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        exchange = await ingest_exchange(channel, db)
         pending = []
         for message_id, body, headers in messages:
             message = aio_pika.Message(

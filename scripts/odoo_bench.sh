@@ -21,4 +21,4 @@ fresh_database "$db"
 modules=$(cd "$repo/addons" && for d in */; do if [ -f "$d/__manifest__.py" ]; then printf '%s,' "${d%/}"; fi; done)
 "$ODOO_PY" "$ODOO_BIN" -c "$work/odoo.conf" -d "$db" -i "${modules%,}" --stop-after-init --log-level=warn >"$work/install.log" 2>&1 \
   || { echo "installing the addons failed:"; tail -n 20 "$work/install.log"; exit 1; }
-ODOO_RC="$work/odoo.conf" ODOO_BIN="$ODOO_BIN" PYTHONPATH="$ODOO_SRC${PYTHONPATH:+:$PYTHONPATH}" "$ODOO_PY" "$repo/$script" --database "$db" "$@"
+ODOO_RC="$work/odoo.conf" ODOO_BIN="$ODOO_BIN" ZERO_SUDO_DAEMONS_PYTHON="$repo/.venv/bin/python" PYTHONPATH="$ODOO_SRC${PYTHONPATH:+:$PYTHONPATH}" "$ODOO_PY" "$repo/$script" --database "$db" "$@"

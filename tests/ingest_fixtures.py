@@ -12,7 +12,6 @@ import psycopg
 
 from conftest import DaemonProcess, pg_conninfo
 from zero_sudo_bus.ingest import (
-    DEAD_LETTER_EXCHANGE,
     EXCHANGE,
     REASON_HEADER,
     IngestMessage,
@@ -20,34 +19,18 @@ from zero_sudo_bus.ingest import (
     encode_ingest_message,
     landing_queue,
     routing_key,
+    topology,
 )
+from zero_sudo_bus.landing_table import MINIMAL_DDL
+from zero_sudo_daemons.amqp_session import declare_topology
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 T = TypeVar("T")
 
-# The columns zero_sudo_ingest's models give these tables that the daemons read or write.
-# addons/zero_sudo_ingest/tests checks the real, ORM-created tables accept the same SQL.
-SCHEMA = """
-CREATE TABLE zero_sudo_ingest_stream (
-    id serial PRIMARY KEY, code varchar NOT NULL UNIQUE, name varchar, active boolean DEFAULT true
-);
-CREATE TABLE zero_sudo_ingest_landing (
-    id serial PRIMARY KEY,
-    stream_id int NOT NULL REFERENCES zero_sudo_ingest_stream(id) ON DELETE CASCADE,
-    external_id varchar NOT NULL,
-    payload jsonb,
-    state varchar NOT NULL,
-    error text,
-    create_date timestamp,
-    write_date timestamp,
-    CONSTRAINT zero_sudo_ingest_landing_stream_external_uniq UNIQUE (stream_id, external_id)
-);
-"""
-
 
 def create_schema(db: str, *streams: str) -> dict[str, int]:
     with psycopg.connect(pg_conninfo(db)) as conn:
-        conn.execute(SCHEMA)
+        conn.execute(MINIMAL_DDL)
         return {
             code: conn.execute(
                 "INSERT INTO zero_sudo_ingest_stream (code, name) VALUES (%s, %s) RETURNING id", (code, code)
@@ -85,7 +68,7 @@ async def publish(db: str, messages: list[IngestMessage], raw: list[tuple[str, b
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        exchange = await ingest_exchange(channel, db)
         pending = []
         for message in messages:
             body = encode_ingest_message(message)
@@ -109,17 +92,17 @@ async def _confirm_all(pending: list) -> None:
     pending.clear()
 
 
+async def ingest_exchange(channel: aio_pika.abc.AbstractChannel, db: str) -> aio_pika.abc.AbstractExchange:
+    """The exchange producers publish to, with the database's whole topology declared."""
+    exchanges, _queues = await declare_topology(channel, topology(db))
+    return exchanges[EXCHANGE]
+
+
 async def declare_queues(db: str) -> None:
-    """Declare the landing queue before publishing, so nothing is routed to nowhere."""
+    """Declare the database's topology before publishing, so nothing is routed to nowhere."""
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
-        channel = await connection.channel()
-        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
-        queue = await channel.declare_queue(landing_queue(db), durable=True)
-        await queue.bind(exchange, routing_key="%s.#" % db)
-        dead_exchange = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
-        dead = await channel.declare_queue(dead_letter_queue(db), durable=True)
-        await dead.bind(dead_exchange, routing_key=db)
+        await declare_topology(await connection.channel(), topology(db))
 
 
 async def delete_queues(db: str) -> None:
@@ -179,7 +162,7 @@ async def publish_raw(db: str, stream: str, bodies: list[bytes], headers: dict |
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
         channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+        exchange = await ingest_exchange(channel, db)
         await asyncio.gather(
             *(
                 exchange.publish(

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from zero_sudo_bus.channels import parse_channel
 from zero_sudo_bus.protocol import Op, user_channel, user_channel_prefix
 from zero_sudo_bus.tokens import MAX_TOKEN_CHARS, MAX_TOKEN_TTL_S, TokenError, sign_token, verify_token
 from zero_sudo_daemons.gateway_protocol import (
@@ -17,7 +18,6 @@ from zero_sudo_daemons.gateway_protocol import (
     encode_reply,
     encode_resync,
     origin_allowed,
-    parse_channel,
     parse_command,
     parse_origins,
     plan_subscribe,

@@ -15,7 +15,6 @@ from zero_sudo_bus.ingest import (
     routing_key,
 )
 from zero_sudo_bus.protocol import Rejected
-from zero_sudo_bus.schema import SchemaError, check_schema, validate
 from zero_sudo_daemons.batching import BatchWindow
 from zero_sudo_daemons.errors import ConfigurationError
 from zero_sudo_daemons.landing_plan import (
@@ -241,52 +240,3 @@ def test_an_item_that_cannot_be_encoded_is_rejected_and_the_rest_kept():
         assert [m.external_id for m in extracted.messages] == ["2"]
         assert len(extracted.bodies) == 1 and b'"ok"' in extracted.bodies[0]
         assert extracted.rejected[0].startswith("item 0 cannot be encoded")
-
-
-SCHEMA = {
-    "type": "object",
-    "required": ["id", "amount"],
-    "additionalProperties": False,
-    "properties": {
-        "id": {"type": "string", "minLength": 1, "maxLength": 8},
-        "amount": {"type": "number", "minimum": 0, "maximum": 100},
-        "kind": {"enum": ["a", "b"]},
-        "tags": {"type": "array", "maxItems": 2, "items": {"type": "string"}},
-        "note": {"type": ["string", "null"]},
-    },
-}
-
-
-def test_schema_accepts_valid_messages():
-    check_schema(SCHEMA)
-    assert validate(SCHEMA, {"id": "A1", "amount": 3.5, "kind": "a", "tags": ["x"], "note": None}) == []
-
-
-def test_schema_reports_every_violation_with_its_path():
-    errors = validate(SCHEMA, {"id": "", "amount": True, "kind": "c", "tags": ["x", 1, "z"], "extra": 1})
-    assert errors == [
-        "$.id: shorter than 1 characters",
-        "$.amount: expected number",
-        "$.kind: must be one of 'a', 'b'",
-        "$.tags: more than 2 items",
-        "$.tags[1]: expected string",
-        "$.extra: not allowed",
-    ]
-    assert validate(SCHEMA, {"amount": 101}) == ["$.id: required", "$.amount: above 100"]
-    assert len(validate({"type": "array", "items": {"type": "string"}}, list(range(1000)))) == 20
-
-
-@pytest.mark.parametrize(
-    "schema",
-    [
-        [],
-        {"pattern": "x"},
-        {"type": "date"},
-        {"properties": {"a": {"format": "email"}}},
-        {"required": "a"},
-        {"additionalProperties": {}},
-    ],
-)
-def test_schema_refuses_what_it_would_not_check(schema):
-    with pytest.raises(SchemaError):
-        check_schema(schema)

@@ -9,14 +9,23 @@ import time
 
 import psycopg
 import pytest
-from ingest_fixtures import SCHEMA, LandingProcess, declare_queues, delete_queues, publish
+from ingest_fixtures import LandingProcess, declare_queues, delete_queues, publish
 from private_servers import PrivatePostgres, PrivateRabbit
 
-from conftest import wait_until
-from zero_sudo_bus.amqp_pool import AmqpPool, Outgoing, PoolExhausted, PublishNotConfirmed
-from zero_sudo_bus.ingest import EXCHANGE, IngestMessage, encode_ingest_message, landing_queue, routing_key
+from conftest import addon_module, wait_until
+from zero_sudo_bus.ingest import EXCHANGE, IngestMessage, encode_ingest_message, routing_key, topology
+from zero_sudo_bus.landing_table import MINIMAL_DDL
 
 pytestmark = pytest.mark.slow
+
+# The Odoo controllers' publisher, as the ingest endpoint uses it (a pure module: no Odoo needed).
+amqp_pool = addon_module("zero_sudo", "tools/amqp_pool.py")
+AmqpPool, Outgoing, PoolExhausted, PublishNotConfirmed = (
+    amqp_pool.AmqpPool,
+    amqp_pool.Outgoing,
+    amqp_pool.PoolExhausted,
+    amqp_pool.PublishNotConfirmed,
+)
 
 
 @pytest.fixture
@@ -47,7 +56,7 @@ def test_postgres_restarted_during_consumption(private_postgres):
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute('CREATE DATABASE "%s"' % db)
     with psycopg.connect(conninfo) as conn:
-        conn.execute(SCHEMA)
+        conn.execute(MINIMAL_DDL)
         conn.execute("INSERT INTO zero_sudo_ingest_stream (code, name) VALUES ('orders', 'orders')")
     asyncio.run(declare_queues(db))
     total = 20_000
@@ -71,7 +80,7 @@ def test_rabbitmq_restarted_during_publishing(pg_db, private_rabbit):
     create_schema(pg_db, "orders")
     daemon = LandingProcess(pg_db, "--amqp-url", private_rabbit.url)
     daemon.wait_consuming()
-    pool = AmqpPool(private_rabbit.url, size=2, wait_s=1.0, setup=lambda ch: _declare(ch, pg_db))
+    pool = AmqpPool(private_rabbit.url, size=2, wait_s=1.0, setup=lambda ch: amqp_pool.declare_topology(ch, topology(pg_db)))
     confirmed, refused = [], 0
     stop = threading.Event()
 
@@ -108,9 +117,3 @@ def test_rabbitmq_restarted_during_publishing(pg_db, private_rabbit):
     finally:
         stop.set()
         daemon.kill()
-
-
-def _declare(channel, db):
-    channel.exchange_declare(EXCHANGE, exchange_type="topic", durable=True)
-    channel.queue_declare(landing_queue(db), durable=True)
-    channel.queue_bind(landing_queue(db), EXCHANGE, routing_key="%s.#" % db)

@@ -14,6 +14,9 @@ from collections.abc import AsyncIterator
 
 import aio_pika
 import aiormq
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+
+from zero_sudo_bus.ingest import Topology
 
 _logger = logging.getLogger(__name__)
 
@@ -42,3 +45,18 @@ async def amqp_connection(url: str, name: str) -> AsyncIterator[aio_pika.abc.Abs
             await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT_S)
         except (TimeoutError, OSError, aiormq.exceptions.AMQPError, RuntimeError) as exc:
             _logger.info("RabbitMQ connection closed uncleanly: %r", exc)
+
+
+async def declare_topology(
+    channel: AbstractChannel, topology: Topology
+) -> tuple[dict[str, AbstractExchange], dict[str, AbstractQueue]]:
+    """Declare every exchange, queue and binding of ``topology``; both, by name."""
+    exchanges = {
+        exchange.name: await channel.declare_exchange(exchange.name, aio_pika.ExchangeType(exchange.kind.value), durable=True)
+        for exchange in topology.exchanges
+    }
+    queues = {}
+    for binding in topology.bindings:
+        queue = queues[binding.queue] = await channel.declare_queue(binding.queue, durable=True)
+        await queue.bind(exchanges[binding.exchange], routing_key=binding.routing_key)
+    return exchanges, queues

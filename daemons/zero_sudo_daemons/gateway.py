@@ -47,6 +47,7 @@ from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import Event, State
 
+from zero_sudo_bus.channels import MAX_USER_MESSAGE_BYTES, MODEL_PREFIX, USER_PREFIX
 from zero_sudo_bus.protocol import BusMessage, model_key, user_channel_prefix
 from zero_sudo_bus.sessions import decode_session, session_key, session_uid
 from zero_sudo_bus.subscriber import HEALTH_CHECK_INTERVAL_S, TRANSIENT_REDIS_ERRORS, AsyncBusSubscriber
@@ -54,8 +55,6 @@ from zero_sudo_bus.tokens import TokenError, verify_token
 
 from .errors import ZeroSudoDaemonError
 from .gateway_protocol import (
-    MODEL_PREFIX,
-    USER_PREFIX,
     Command,
     Principal,
     ProtocolViolation,
@@ -106,10 +105,6 @@ LISTEN_BACKLOG = 4096
 # for at most this long, then the client is told to try again later (1013).
 SESSION_POOL_SIZE = 16
 SESSION_LOOKUP_TIMEOUT_S = 2.0
-
-# Odoo publishes user notifications as small JSON objects; anything larger is refused so one
-# message cannot make every recipient's buffer overflow.
-MAX_USER_MESSAGE_BYTES = 65_536
 
 # Close codes (RFC 6455 section 7.4.1).
 CLOSE_POLICY = CloseCode.POLICY_VIOLATION  # authentication failure, rate limit, forbidden command

@@ -15,23 +15,13 @@ pushes ``event`` and ``resync`` messages (see :func:`encode_event` and friends).
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 
+from zero_sudo_bus.channels import ALL_MODELS, MAX_MODEL_NAME, Channel, parse_channel, user_channel_name
 from zero_sudo_bus.protocol import Op
-
-MODEL_PREFIX = "model:"
-USER_PREFIX = "user:"
-ALL_MODELS = "model:*"  # a token grant covering every model channel
-
-# Odoo model names: dotted lower-case identifiers (res.partner, sale.order.line). 128 is
-# far above any real name and keeps a channel name a bounded key in the index.
-_MODEL_NAME = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_]+)*")
-MAX_MODEL_NAME = 128
-_UID = re.compile(r"[1-9][0-9]{0,18}")
 
 # A page follows a handful of models; 100 channels per connection bounds the index entries
 # one client can create (one command frame of max_size bytes lists at most that many).
@@ -56,30 +46,6 @@ class ProtocolViolation(Exception):
 
 
 # -- channels ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Channel:
-    """A parsed channel name: ``model:<odoo model>`` or ``user:<uid>``."""
-
-    name: str
-    model: str | None = None
-    uid: int | None = None
-
-
-def parse_channel(name: object) -> Channel | None:
-    """The channel ``name`` designates, or None when it is not a valid channel name."""
-    if type(name) is not str:
-        return None
-    if name.startswith(MODEL_PREFIX):
-        model = name[len(MODEL_PREFIX) :]
-        if len(model) <= MAX_MODEL_NAME and _MODEL_NAME.fullmatch(model):
-            return Channel(name, model=model)
-    elif name.startswith(USER_PREFIX):
-        uid = name[len(USER_PREFIX) :]
-        if _UID.fullmatch(uid):
-            return Channel(name, uid=int(uid))
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +227,7 @@ def encode_event(channel: str, model: str, op: Op, ids: Sequence[int], epoch: st
 
 def encode_user_event(uid: int, data: dict[str, object]) -> str:
     """The ``event`` message for a user channel, carrying what Odoo published verbatim."""
-    return _dumps({"t": "event", "ch": "%s%d" % (USER_PREFIX, uid), "data": data})
+    return _dumps({"t": "event", "ch": user_channel_name(uid), "data": data})
 
 
 def encode_resync(reason: str) -> str:

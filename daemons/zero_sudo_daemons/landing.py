@@ -26,19 +26,14 @@ from collections.abc import Sequence
 import aio_pika
 import aiormq
 import psycopg
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from zero_sudo_bus.ingest import (
-    DEAD_LETTER_EXCHANGE,
-    EXCHANGE,
-    REASON_HEADER,
-    dead_letter_queue,
-    landing_queue,
-)
+from zero_sudo_bus.ingest import DEAD_LETTER_EXCHANGE, REASON_HEADER, landing_queue, topology
+from zero_sudo_bus.landing_table import ACTIVE_STREAMS, INSERT_ROWS, LANDING_MODEL, LANDING_TABLE, NOTIFY_ALL
 from zero_sudo_bus.protocol import PG_CHANNEL, Op, encode_notify_payloads
 
-from .amqp_session import LIVENESS_CHECK_S, amqp_connection, connection_lost
+from .amqp_session import LIVENESS_CHECK_S, amqp_connection, connection_lost, declare_topology
 from .batching import BatchWindow
 from .errors import ConnectionLost
 from .landing_plan import (
@@ -57,22 +52,8 @@ from .settings import Settings
 _logger = logging.getLogger("zero_sudo.landing")
 
 CLIENT_NAME = "zero_sudo_landing"
-LANDING_MODEL = "zero_sudo.ingest.landing"
-LANDING_TABLE = "zero_sudo_ingest_landing"
-STREAM_TABLE = "zero_sudo_ingest_stream"
-
 CONNECT_TIMEOUT_S = 5
 STATEMENT_TIMEOUT_MS = 30_000  # a batch insert of thousands of rows, on a loaded server
-
-INSERT_ROWS = f"""
-INSERT INTO {LANDING_TABLE} (stream_id, external_id, payload, state, create_date, write_date)
-SELECT s, e, p::jsonb, 'landed', now() AT TIME ZONE 'UTC', now() AT TIME ZONE 'UTC'
-  FROM unnest(%s::int4[], %s::varchar[], %s::text[]) AS t(s, e, p)
-ON CONFLICT (stream_id, external_id) DO NOTHING
-RETURNING id
-"""
-NOTIFY_ALL = "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p"
-ACTIVE_STREAMS = f"SELECT code, id FROM {STREAM_TABLE} WHERE active AND code = ANY(%s)"
 
 TRANSIENT_ERRORS = (
     OSError,
@@ -153,20 +134,11 @@ class LandingDaemon:
             async with amqp_connection(self.settings.amqp_url, CLIENT_NAME) as amqp:
                 await self._consume(pg, amqp, stopping)
 
-    async def _declare(self, channel: AbstractChannel) -> tuple[aio_pika.abc.AbstractQueue, AbstractExchange]:
-        db = self.settings.db_name
-        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
-        dead_exchange = await channel.declare_exchange(DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
-        queue = await channel.declare_queue(self.queue_name, durable=True)
-        await queue.bind(exchange, routing_key="%s.#" % db)
-        dead_queue = await channel.declare_queue(dead_letter_queue(db), durable=True)
-        await dead_queue.bind(dead_exchange, routing_key=db)
-        return queue, dead_exchange
-
     async def _consume(self, pg: psycopg.AsyncConnection, amqp: aio_pika.abc.AbstractConnection, stopping: asyncio.Event) -> None:
         channel = await amqp.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=self.settings.landing_prefetch)
-        queue, dead_exchange = await self._declare(channel)
+        exchanges, queues = await declare_topology(channel, topology(self.settings.db_name))
+        queue, dead_exchange = queues[self.queue_name], exchanges[DEAD_LETTER_EXCHANGE]
         inbox: asyncio.Queue[tuple[AbstractIncomingMessage, float]] = asyncio.Queue()  # bounded by the prefetch
 
         async def on_message(message: AbstractIncomingMessage) -> None:

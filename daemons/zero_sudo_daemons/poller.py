@@ -31,9 +31,9 @@ from aio_pika.abc import AbstractExchange
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from zero_sudo_bus.backoff import Backoff
-from zero_sudo_bus.ingest import EXCHANGE, routing_key
+from zero_sudo_bus.ingest import EXCHANGE, routing_key, topology
 
-from .amqp_session import LIVENESS_CHECK_S, amqp_connection, connection_lost
+from .amqp_session import LIVENESS_CHECK_S, amqp_connection, connection_lost, declare_topology
 from .errors import ConfigurationError, ConnectionLost, ZeroSudoDaemonError
 from .polling import (
     CircuitBreaker,
@@ -134,7 +134,8 @@ class Poller:
     async def _session(self, stopping: asyncio.Event) -> None:
         async with amqp_connection(self.settings.amqp_url, CLIENT_NAME) as amqp:
             channel = await amqp.channel(publisher_confirms=True)
-            exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+            exchanges, _queues = await declare_topology(channel, topology(self.settings.db_name))
+            exchange = exchanges[EXCHANGE]
             timeout = aiohttp.ClientTimeout(total=self.settings.poller_timeout_ms / 1000)
             async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": "zero_sudo-poller"}) as http:
                 self.role = "polling"

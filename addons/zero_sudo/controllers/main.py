@@ -6,9 +6,8 @@ from odoo import http
 from odoo.exceptions import AccessError, MissingError
 from odoo.http import request
 
-from zero_sudo_bus.amqp_pool import CONNECTION_ERRORS, PoolExhausted
-
 from ..tools import coherence
+from ..tools.amqp_pool import CONNECTION_ERRORS, PoolExhausted
 from ..tools.exceptions import ExecutorFull, TaskTargetError
 from ..tools.pools import amqp_pool, redis_client
 

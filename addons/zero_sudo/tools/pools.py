@@ -1,6 +1,6 @@
 """Module-level Redis and RabbitMQ pools: one per process, shared by every request and thread.
 
-Controllers must not open a TCP connection per request (seed, section 3)::
+Controllers must not open a TCP connection per request (the handshakes would exhaust the servers)::
 
     from odoo.addons.zero_sudo.tools.pools import amqp_publish, redis_client
 
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import redis
 
-from zero_sudo_bus.amqp_pool import AmqpPool, Outgoing
+from .amqp_pool import AmqpPool, Outgoing
 
 from .config import settings
 from .per_process import PerProcess
@@ -76,6 +76,6 @@ def amqp_pool() -> AmqpPool:
 def amqp_publish(exchange: str, messages: Sequence[Outgoing]) -> None:
     """Publish persistent messages and return once RabbitMQ confirmed all of them.
 
-    Raises ``zero_sudo_bus.amqp_pool.PublishNotConfirmed`` or ``PoolExhausted`` (answer 503).
+    Raises ``amqp_pool.PublishNotConfirmed`` or ``PoolExhausted`` (answer 503).
     """
     amqp_pool().publish_confirmed(exchange, messages)

@@ -1,22 +1,29 @@
 import json
 import logging
 
-from zero_sudo_bus.amqp_pool import CONNECTION_ERRORS, Outgoing, PoolExhausted, PublishNotConfirmed
 from zero_sudo_bus.ingest import (
     EXCHANGE,
     IngestMessage,
     check_external_id,
     encode_ingest_message,
-    landing_queue,
     routing_key,
+    topology,
 )
-from zero_sudo_bus.schema import validate
 
 from odoo import http
 from odoo.http import request
 from odoo.tools import config
 
+from odoo.addons.zero_sudo.tools.amqp_pool import (
+    CONNECTION_ERRORS,
+    Outgoing,
+    PoolExhausted,
+    PublishNotConfirmed,
+    declare_topology,
+)
 from odoo.addons.zero_sudo.tools.pools import amqp_pool, amqp_publish
+
+from ..tools.schema import validate
 
 _logger = logging.getLogger(__name__)
 
@@ -31,16 +38,8 @@ _declared: set[str] = set()  # databases whose topology this process declared (b
 def _ensure_topology(db_name):
     if db_name not in _declared:
         with amqp_pool().channel() as channel:
-            _declare_topology(channel, db_name)
+            declare_topology(channel, topology(db_name))
         _declared.add(db_name)
-
-
-def _declare_topology(channel, db_name):
-    """The exchange and this database's landing queue, so that nothing accepted is unroutable
-    even before the landing daemon first starts (it declares the same, idempotently)."""
-    channel.exchange_declare(EXCHANGE, exchange_type="topic", durable=True)
-    channel.queue_declare(landing_queue(db_name), durable=True)
-    channel.queue_bind(landing_queue(db_name), EXCHANGE, routing_key="%s.#" % db_name)
 
 
 def _error(status, message, **extra):

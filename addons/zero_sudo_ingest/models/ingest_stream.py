@@ -1,10 +1,11 @@
 import json
 
 from zero_sudo_bus.ingest import check_stream_code
-from zero_sudo_bus.schema import SchemaError, check_schema
 
 from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
+
+from ..tools.schema import SchemaError, check_schema
 
 class IngestStream(models.Model):
     """A named flow of external data: who owns it, how to check it, where it lands.

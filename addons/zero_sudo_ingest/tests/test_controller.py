@@ -5,13 +5,13 @@ from datetime import timedelta
 
 import pika
 
-from zero_sudo_bus.amqp_pool import AmqpPool
 from zero_sudo_bus.ingest import decode_ingest_message, landing_queue
 
 from odoo import fields
 from odoo.tests import HttpCase, new_test_user, tagged
 
 from odoo.addons.zero_sudo.tools import pools
+from odoo.addons.zero_sudo.tools.amqp_pool import AmqpPool
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 

@@ -1,4 +1,4 @@
-from zero_sudo_daemons import landing
+from zero_sudo_bus.landing_table import ACTIVE_STREAMS, INSERT_ROWS
 
 from odoo.tests import TransactionCase, tagged
 
@@ -11,13 +11,13 @@ class TestLandingTableFitsTheDaemon(TransactionCase):
         stream = self.env["zero_sudo.ingest.stream"].create({"name": "Orders", "code": "orders"})
         self.env.flush_all()
         cr = self.env.cr
-        cr.execute(landing.ACTIVE_STREAMS, (["orders", "nope"],))
+        cr.execute(ACTIVE_STREAMS, (["orders", "nope"],))
         self.assertEqual(cr.fetchall(), [("orders", stream.id)])
         rows = ([stream.id, stream.id, stream.id], ["a", "b", "a"], ['{"x": 1}', '{"x": 2}', '{"x": 3}'])
-        cr.execute(landing.INSERT_ROWS, rows)
+        cr.execute(INSERT_ROWS, rows)
         landed_ids = [row_id for (row_id,) in cr.fetchall()]
         self.assertEqual(len(landed_ids), 2, "the second 'a' is a duplicate")
-        cr.execute(landing.INSERT_ROWS, rows)
+        cr.execute(INSERT_ROWS, rows)
         self.assertEqual(cr.fetchall(), [], "landing the same batch again adds nothing")
         landed_rows = self.env["zero_sudo.ingest.landing"].browse(landed_ids)
         self.assertEqual(sorted(landed_rows.mapped("external_id")), ["a", "b"])
@@ -28,5 +28,5 @@ class TestLandingTableFitsTheDaemon(TransactionCase):
         stream = self.env["zero_sudo.ingest.stream"].create({"name": "Old", "code": "old"})
         stream.active = False
         self.env.flush_all()
-        self.env.cr.execute(landing.ACTIVE_STREAMS, (["old"],))
+        self.env.cr.execute(ACTIVE_STREAMS, (["old"],))
         self.assertEqual(self.env.cr.fetchall(), [])

@@ -1,6 +1,6 @@
 from unittest.mock import patch
 
-from zero_sudo_daemons import landing
+from zero_sudo_bus.landing_table import INSERT_ROWS
 
 from odoo import SUPERUSER_ID, api
 from odoo.tests import TransactionCase, tagged
@@ -25,7 +25,7 @@ class TestMaterialize(TransactionCase):
         """Land rows exactly as the landing daemon does."""
         self.env.flush_all()
         ids, payloads = zip(*[(str(ext), '{"name": %s, "mail": "%s@example.com"}' % (name, ext)) for ext, name in messages], strict=True)
-        self.env.cr.execute(landing.INSERT_ROWS, ([self.stream.id] * len(ids), list(ids), list(payloads)))
+        self.env.cr.execute(INSERT_ROWS, ([self.stream.id] * len(ids), list(ids), list(payloads)))
         return self.env["zero_sudo.ingest.landing"].browse([row_id for (row_id,) in self.env.cr.fetchall()])
 
     def _materialize(self, rows):
@@ -92,7 +92,7 @@ class TestMaterializeCommits(TransactionCase):
             )
             try:
                 env.flush_all()
-                cr.execute(landing.INSERT_ROWS, ([stream.id] * 7, ["cm%d" % n for n in range(7)], ['{"name": "N%d"}' % n for n in range(7)]))
+                cr.execute(INSERT_ROWS, ([stream.id] * 7, ["cm%d" % n for n in range(7)], ['{"name": "N%d"}' % n for n in range(7)]))
                 rows = Landing.browse([row_id for (row_id,) in cr.fetchall()])
                 cr.commit()
                 original, calls = type(Landing)._materialize_chunk, []

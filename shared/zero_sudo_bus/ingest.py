@@ -13,6 +13,7 @@ The body is compact JSON: ``{"v":1,"stream":"orders","external_id":"A-17","data"
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import re
@@ -56,6 +57,48 @@ def dead_letter_queue(db_name: str) -> str:
 
 def routing_key(db_name: str, stream: str) -> str:
     return "%s.%s" % (db_name, stream)
+
+
+class ExchangeKind(enum.StrEnum):
+    TOPIC = "topic"  # routes <database>.<stream> to the database's queue by pattern
+    DIRECT = "direct"  # dead letters: routed by database name exactly
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    name: str
+    kind: ExchangeKind
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """A durable queue and the exchange (and routing pattern) that feeds it."""
+
+    queue: str
+    exchange: str
+    routing_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    exchanges: tuple[Exchange, ...]
+    bindings: tuple[Binding, ...]
+
+
+def topology(db_name: str) -> Topology:
+    """Everything one database's ingestion needs on the broker, all durable.
+
+    Every party (the Odoo controller, the poller, the landing daemon) declares all of it
+    before its first publish or consume, idempotently: whoever starts first, nothing accepted
+    is ever routed nowhere.
+    """
+    return Topology(
+        exchanges=(Exchange(EXCHANGE, ExchangeKind.TOPIC), Exchange(DEAD_LETTER_EXCHANGE, ExchangeKind.DIRECT)),
+        bindings=(
+            Binding(landing_queue(db_name), EXCHANGE, "%s.#" % db_name),
+            Binding(dead_letter_queue(db_name), DEAD_LETTER_EXCHANGE, db_name),
+        ),
+    )
 
 
 def check_stream_code(code: str) -> str:

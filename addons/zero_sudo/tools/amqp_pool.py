@@ -1,18 +1,16 @@
-"""A bounded, thread-safe, fork-aware pool of RabbitMQ connections for synchronous code.
+"""A bounded, thread-safe pool of RabbitMQ connections for synchronous code (pure; no Odoo).
 
-Odoo controllers run in threads (threaded mode) or in forked workers (prefork), and must not
-open a TCP connection per request (seed, section 3). pika's BlockingConnection is not
-thread-safe, so the pool lends one connection (with its confirm-mode channel) to one thread
-at a time, keeps at most ``size`` of them, and makes callers wait (then fail) when all are
-lent. After a fork the child drops the parent's connections (their sockets belong to the
-parent) and opens its own on demand.
+Odoo controllers run in threads and must not open a TCP connection per request. pika's
+BlockingConnection is not thread-safe, so the pool lends one connection (with its
+confirm-mode channel) to one thread at a time, keeps at most ``size`` of them, and makes
+callers wait (then fail) when all are lent. Fork safety is :class:`~.per_process.PerProcess`'s
+job: ``pools.py`` holds one pool per process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +18,7 @@ from dataclasses import dataclass
 
 import pika
 import pika.exceptions
+from zero_sudo_bus.ingest import Topology
 
 _logger = logging.getLogger(__name__)
 
@@ -63,21 +62,16 @@ class AmqpPool:
         self._reset()
 
     def _reset(self) -> None:
-        self._pid = os.getpid()
         self._idle: queue.LifoQueue = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(self.size)
         self.opened = 0
 
-    def _check_fork(self) -> None:
-        if self._pid != os.getpid():
-            with self._lock:
-                if self._pid != os.getpid():
-                    self._reset()  # the parent's sockets are not ours: forget them, do not close them
-
     @contextlib.contextmanager
     def channel(self) -> Iterator[pika.adapters.blocking_connection.BlockingChannel]:
-        """Lend one channel to this thread; a connection that failed is closed, not returned."""
-        self._check_fork()
+        """Lend one channel to this thread; a connection that failed is closed, not returned.
+
+        One pool serves one process: hold it in a :class:`~.per_process.PerProcess`, which
+        gives a forked worker a pool of its own (the parent's sockets are not its to use)."""
         if not self._slots.acquire(timeout=self.wait_s):
             raise PoolExhausted("all %d RabbitMQ connections stayed busy for %.1fs" % (self.size, self.wait_s))
         connection = None
@@ -133,3 +127,12 @@ def _close_quietly(connection: pika.BlockingConnection) -> None:
         connection.close()
     except CONNECTION_ERRORS:
         pass
+
+
+def declare_topology(channel: pika.adapters.blocking_connection.BlockingChannel, topology: Topology) -> None:
+    """Declare every exchange, queue and binding of ``topology`` (idempotent)."""
+    for exchange in topology.exchanges:
+        channel.exchange_declare(exchange.name, exchange_type=exchange.kind.value, durable=True)
+    for binding in topology.bindings:
+        channel.queue_declare(binding.queue, durable=True)
+        channel.queue_bind(binding.queue, binding.exchange, routing_key=binding.routing_key)

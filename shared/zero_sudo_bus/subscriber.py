@@ -205,7 +205,8 @@ class ThreadedBusSubscriber(_RedisBusSubscriber):
         self.on_connection_change = on_connection_change
         self.connected = threading.Event()
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=client_name, daemon=True)
+        # One per subscriber, and an Odoo process holds one subscriber per database it serves.
+        self._thread = threading.Thread(target=self._run, name=client_name, daemon=True)  # bounded: see above
 
     def start(self) -> None:
         self._thread.start()

@@ -1,0 +1,1 @@
+# Pure helpers (schema) import no Odoo, so that they are tested without a registry.
