@@ -1,0 +1,406 @@
+"""The whole live chain on loopback, for the browser test and ``make bench-live``: a real Odoo 18
+(prefork, ``--workers 2``) on a fresh database, the relay, the gateway, and Debian's nginx in
+front with the operators' own ``docker/nginx.conf``.
+
+Odoo is found as every script of the repository finds it (``scripts/find_odoo.sh``: ``ODOO_PATH``,
+``ODOO_PYTHON``), never downloaded; :func:`find_odoo` returns None when there is none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from http.cookiejar import CookieJar
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "scripts"
+NGINX = os.environ.get("ZERO_SUDO_NGINX", "/usr/sbin/nginx")
+TOKEN_SECRET = "live-stack-secret-" + secrets.token_hex(8)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for(predicate, timeout: float, what: str, log=lambda: ""):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError("timed out after %.0fs waiting for %s\n%s" % (timeout, what, log()))
+        time.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class OdooInstall:
+    """Where scripts/find_odoo.sh found Odoo 18."""
+
+    src: str
+    python: str
+    bin: str
+
+
+def find_odoo() -> OdooInstall | None:
+    """Odoo 18 as scripts/find_odoo.sh finds it, or None."""
+    script = '. "%s/find_odoo.sh"; find_odoo && printf "%%s\\n%%s\\n%%s\\n" "$ODOO_SRC" "$ODOO_PY" "$ODOO_BIN"' % SCRIPTS
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    lines = result.stdout.split("\n")
+    if result.returncode != 0 or len(lines) < 3:
+        return None
+    return OdooInstall(*lines[:3])
+
+
+def gevent_problem(odoo: OdooInstall) -> str | None:
+    """Why Odoo's gevent process (its /websocket bus) cannot start with this Python, or None.
+
+    The live chain does not need it; Odoo's own bus, which bench-live compares against, does.
+    """
+    probe = subprocess.run([odoo.python, "-c", "import gevent.monkey; gevent.monkey.patch_all()"], capture_output=True, text=True)
+    if probe.returncode == 0:
+        return None
+    last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+    return "Odoo's gevent process cannot start in %s: %s" % (odoo.python, last)
+
+
+def _bash(function_call: str, env: dict[str, str] | None = None) -> None:
+    subprocess.run(
+        ["bash", "-c", '. "%s/find_odoo.sh"; find_odoo; %s' % (SCRIPTS, function_call)],
+        check=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+class OutputCollector:
+    """Keeps a subprocess's output lines (for failure messages)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        threading.Thread(target=self._collect, args=(proc,), daemon=True).start()
+
+    def _collect(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            self.lines.append(line)
+
+    def tail(self, count: int = 30) -> str:
+        return "".join(self.lines[-count:])
+
+
+class OdooServer:
+    """A real Odoo server on a fresh database of its own, in prefork mode."""
+
+    def __init__(self, odoo: OdooInstall, modules: list[str], workers: int = 2, db: str | None = None) -> None:
+        self.odoo = odoo
+        self.modules = modules
+        self.workers = workers
+        self.db = db or "zs_live_" + secrets.token_hex(4)
+        self.http_port = free_port()
+        self.gevent_port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="zs_odoo_")
+        self.conf = os.path.join(self.dir, "odoo.conf")
+        self.proc: subprocess.Popen | None = None
+        self.output: OutputCollector | None = None
+
+    @property
+    def url(self) -> str:
+        return "http://127.0.0.1:%d" % self.http_port
+
+    def install(self) -> None:
+        """Make sure Odoo's Python has this repository's library, write the configuration,
+        create the database as an operator would, install the modules (as odoo_tests.sh does)."""
+        check = subprocess.run([self.odoo.python, "-c", "import zero_sudo_bus.tokens"], capture_output=True)
+        if check.returncode != 0:
+            subprocess.run(
+                [self.odoo.python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-e", "%s[odoo]" % ROOT],
+                check=True,
+            )
+        env = {"ZERO_SUDO_TEST_HTTP_PORT": str(self.http_port), "ZERO_SUDO_TEST_GEVENT_PORT": str(self.gevent_port)}
+        _bash('write_odoo_conf "%s" "%s" "%s"' % (self.conf, self.db, self.dir), env)
+        with open(self.conf, "a") as conf:
+            conf.write("gateway_token_secret = %s\n" % TOKEN_SECRET)
+        _bash('fresh_database "%s"' % self.db)
+        log = os.path.join(self.dir, "install.log")
+        with open(log, "w") as out:
+            done = subprocess.run(
+                [
+                    self.odoo.python,
+                    self.odoo.bin,
+                    "-c",
+                    self.conf,
+                    "-d",
+                    self.db,
+                    "-i",
+                    ",".join(self.modules),
+                    "--stop-after-init",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.dir,
+            )
+        if done.returncode != 0:
+            raise RuntimeError("installing %s failed:\n%s" % (self.modules, Path(log).read_text()[-3000:]))
+
+    def start(self) -> OdooServer:
+        self.proc = subprocess.Popen(
+            [
+                self.odoo.python,
+                self.odoo.bin,
+                "-c",
+                self.conf,
+                "-d",
+                self.db,
+                "--db-filter",
+                "^%s$" % self.db,
+                "--workers",
+                str(self.workers),
+                "--max-cron-threads",
+                "0",
+                "--http-interface",
+                "127.0.0.1",
+                "--proxy-mode",
+                "--limit-time-real",
+                "600",
+                "--log-level",
+                "warn",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=self.dir,
+        )
+        self.output = OutputCollector(self.proc)
+        wait_for(self._healthy, 120, "Odoo /web/health", lambda: self.output.tail())
+        self.gevent_problem = gevent_problem(self.odoo)
+        if self.gevent_problem is None:
+            wait_for(lambda: port_open(self.gevent_port), 60, "Odoo's gevent port", lambda: self.output.tail())
+        return self
+
+    def _healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError("Odoo exited with %s:\n%s" % (self.proc.returncode, self.output.tail()))
+        try:
+            with urllib.request.urlopen(self.url + "/web/health", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def drop(self) -> None:
+        self.stop()
+        _bash(
+            'psql -h "${ZERO_SUDO_DB_HOST:-127.0.0.1}" -p "${ZERO_SUDO_DB_PORT:-5432}" -d postgres -qAtc \'DROP DATABASE IF EXISTS "%s" WITH (FORCE)\' >/dev/null'
+            % self.db
+        )
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Daemon:
+    """A daemon of this repository (``python -m zero_sudo_daemons.<name>``) on a free ops port."""
+
+    def __init__(self, name: str, port_flag: str, *args: str, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "zero_sudo_daemons.%s" % name, port_flag, str(self.port), "--log-format", "text", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.output = OutputCollector(self.proc)
+        wait_for(self._healthy, 30, "%s healthy" % name, lambda: self.output.tail())
+
+    def _healthy(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError("daemon exited with %s:\n%s" % (self.proc.returncode, self.output.tail()))
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % self.port, timeout=2) as response:
+                return response.status == 200
+        except urllib.error.HTTPError as exc:
+            return exc.code == 200
+        except OSError:
+            return False
+
+    def metric(self, sample: str) -> float:
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.port, timeout=5) as response:
+            body = response.read().decode()
+        total = 0.0
+        for line in body.splitlines():
+            name, _, value = line.rpartition(" ")
+            if name == sample or name.startswith(sample + "{"):
+                total += float(value)
+        return total
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class PrivateNginx:
+    """Debian's nginx on a loopback port, running docker/nginx.conf with loopback upstreams."""
+
+    def __init__(self, odoo_port: int, gevent_port: int, gateway_port: int, worker_connections: int = 8192) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="zs_nginx_")
+        site = (ROOT / "docker" / "nginx.conf").read_text()
+        for old, new in (
+            ("server odoo:8069;", "server 127.0.0.1:%d;" % odoo_port),
+            ("server odoo:8072;", "server 127.0.0.1:%d;" % gevent_port),
+            ("server gateway:9104;", "server 127.0.0.1:%d;" % gateway_port),
+            ("listen 80;", "listen 127.0.0.1:%d;" % self.port),
+        ):
+            if old not in site:
+                raise AssertionError("docker/nginx.conf no longer has %r" % old)
+            site = site.replace(old, new)
+        Path(self.dir, "site.conf").write_text(site)
+        temp = {name: os.path.join(self.dir, name) for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        Path(self.dir, "nginx.conf").write_text(
+            "%sworker_processes 1;\nworker_rlimit_nofile %d;\ndaemon off;\npid %s/nginx.pid;\nerror_log %s/error.log warn;\n"
+            "events { worker_connections %d; }\n"
+            "http {\n  access_log off;\n  client_body_temp_path %s;\n  proxy_temp_path %s;\n  fastcgi_temp_path %s;\n"
+            "  uwsgi_temp_path %s;\n  scgi_temp_path %s;\n  include %s/site.conf;\n}\n"
+            % (user, worker_connections * 2, self.dir, self.dir, worker_connections, *temp.values(), self.dir)
+        )
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def origin(self) -> str:
+        return "http://127.0.0.1:%d" % self.port
+
+    def start(self) -> PrivateNginx:
+        self.proc = subprocess.Popen(
+            [NGINX, "-p", self.dir, "-c", os.path.join(self.dir, "nginx.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: self.proc.poll() is None and port_open(self.port), 20, "nginx up", self.log)
+        return self
+
+    def log(self) -> str:
+        path = Path(self.dir, "error.log")
+        return path.read_text()[-3000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(20)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class LiveStack:
+    """Odoo, relay, gateway and nginx together; ``origin`` is the one origin users open."""
+
+    def __init__(self, odoo: OdooInstall, modules: list[str], redis_url: str, gateway_args: tuple[str, ...] = ()) -> None:
+        self.odoo = OdooServer(odoo, modules)
+        self.redis_url = redis_url
+        self.gateway_args = gateway_args
+        self.relay: Daemon | None = None
+        self.gateway: Daemon | None = None
+        self.nginx: PrivateNginx | None = None
+
+    def start(self) -> LiveStack:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> LiveStack:
+        self.odoo.install()
+        self.odoo.start()
+        db = self.odoo.db
+        common = ("--db-name", db, "--db-host", os.environ.get("ZERO_SUDO_DB_HOST", "127.0.0.1"), "--redis-url", self.redis_url)
+        self.relay = Daemon("relay", "--relay-http-port", *common)
+        gateway_port = free_port()
+        self.nginx = PrivateNginx(self.odoo.http_port, self.odoo.gevent_port, gateway_port)
+        self.gateway = Daemon(
+            "gateway",
+            "--gateway-port",
+            *common,
+            "--gateway-token-secret",
+            TOKEN_SECRET,
+            "--gateway-allowed-origins",
+            "%s,%s" % (self.nginx.origin, self.odoo.url),
+            *self.gateway_args,
+            port=gateway_port,
+        )
+        self.nginx.start()
+        return self
+
+    @property
+    def origin(self) -> str:
+        return self.nginx.origin
+
+    def stop(self) -> None:
+        for part in (self.nginx, self.gateway, self.relay):
+            if part is not None:
+                part.stop()
+        self.odoo.drop()
+
+
+class JsonRpc:
+    """A logged-in Odoo JSON-RPC client (cookie session), as the web client calls Odoo."""
+
+    def __init__(self, origin: str, db: str, login: str, password: str) -> None:
+        self.origin = origin
+        self.cookies = CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
+        self.uid = self.call("/web/session/authenticate", {"db": db, "login": login, "password": password})["uid"]
+
+    def call(self, path: str, params: dict) -> object:
+        body = json.dumps({"jsonrpc": "2.0", "method": "call", "id": 1, "params": params}).encode()
+        request = urllib.request.Request(self.origin + path, body, {"Content-Type": "application/json"})
+        with self.opener.open(request, timeout=60) as response:
+            answer = json.loads(response.read())
+        if "error" in answer:
+            raise RuntimeError("JSON-RPC %s failed: %s" % (path, answer["error"].get("data", {}).get("message", answer["error"])))
+        return answer["result"]
+
+    def call_kw(self, model: str, method: str, args: list, kwargs: dict | None = None) -> object:
+        return self.call(
+            "/web/dataset/call_kw/%s/%s" % (model, method),
+            {"model": model, "method": method, "args": args, "kwargs": kwargs or {}},
+        )
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with self.opener.open(self.origin + path, timeout=30) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    @property
+    def session_id(self) -> str:
+        return next(cookie.value for cookie in self.cookies if cookie.name == "session_id")
