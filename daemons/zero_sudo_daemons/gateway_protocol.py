@@ -20,12 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 
-from zero_sudo_bus.channels import ALL_MODELS, MAX_MODEL_NAME, Channel, parse_channel, user_channel_name
+from zero_sudo_bus.channels import ALL_MODELS, MAX_MODEL_NAME, MAX_SUBSCRIPTIONS, Channel, parse_channel, user_channel_name
 from zero_sudo_bus.protocol import Op
-
-# A page follows a handful of models; 100 channels per connection bounds the index entries
-# one client can create (one command frame of max_size bytes lists at most that many).
-MAX_SUBSCRIPTIONS = 100
 
 # Correlation ids are echoed back verbatim; they must stay small and JSON-scalar.
 MAX_COMMAND_ID_CHARS = 64

@@ -22,6 +22,10 @@ _MODEL_NAME = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_]+)*")
 MAX_MODEL_NAME = 128
 _UID = re.compile(r"[1-9][0-9]{0,18}")
 
+# A page follows a handful of models; 100 channels per connection bounds the index entries
+# one client can create at the gateway, and Odoo never grants a token more than that.
+MAX_SUBSCRIPTIONS = 100
+
 # Odoo pushes user notifications as small JSON objects; the gateway drops anything larger,
 # so that one message cannot make every recipient's buffer overflow, and Odoo refuses to
 # send it in the first place.

@@ -77,7 +77,8 @@ class Live(models.AbstractModel):
         else:
             requested = list(users)
         valid = [uid for uid in requested if type(uid) is int and uid > 0]
-        existing = self.env["res.users"].sudo().with_context(active_test=False).browse(valid).exists()._ids
+        all_users = self.env["res.users"].sudo()  # only whether recipients exist: server code may notify anyone
+        existing = all_users.with_context(active_test=False).browse(valid).exists()._ids
         ids = check_user_ids(requested, existing)
         data = encode_push(payload)
         cr = self.env.cr
@@ -126,7 +127,8 @@ class Live(models.AbstractModel):
     @api.model
     def _client_config(self) -> dict[str, Any]:
         """What the web client needs to connect (sent in the session info)."""
-        url = self.env["ir.config_parameter"].sudo().get_param(GATEWAY_URL_PARAM, DEFAULT_GATEWAY_URL)
+        parameters = self.env["ir.config_parameter"].sudo()  # the gateway's address: every browser needs it
+        url = parameters.get_param(GATEWAY_URL_PARAM, DEFAULT_GATEWAY_URL)
         return {
             "gateway_url": (url or "").strip(),
             "token_url": TOKEN_ROUTE,

@@ -2,34 +2,26 @@
 
 The token route (``/my/gateway/token``) asks Odoo three questions per model (is it a model,
 is it published, may this user read it) and hands the answers to :func:`plan_grants` as
-callables, so every rule is tested with plain pytest. The channel grammar is the gateway's
-(``zero_sudo_daemons.gateway_protocol.parse_channel``); a test checks both agree, without
-this module importing the daemons (Odoo needs only the ``zero_sudo_bus`` library).
+callables, so every rule is tested with plain pytest. The channel grammar is the one the
+gateway reads (``zero_sudo_bus.channels``).
 """
 
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-MODEL_PREFIX = "model:"
-USER_PREFIX = "user:"
-
-# Same grammar and bounds as the gateway: dotted lower-case identifiers, at most 128 chars.
-_MODEL_NAME = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_]+)*")
-MAX_MODEL_NAME = 128
-_UID = re.compile(r"[1-9][0-9]{0,18}")
+from zero_sudo_bus.channels import MAX_MODEL_NAME, MAX_SUBSCRIPTIONS, model_channel, parse_channel, user_channel_name
 
 # A token is asked for on every (re)connection, and the gateway checks its expiry only then:
 # five minutes covers a slow reconnection and bounds how long a revoked right survives in a
 # token nobody has used yet.
 TOKEN_TTL_S = 300
 
-# The gateway accepts at most 100 subscriptions per connection; a token that lists more
-# channels than a connection can use is refused before it is signed.
-MAX_GRANTED_CHANNELS = 100
+# A token that lists more channels than a gateway connection can hold is refused before it
+# is signed.
+MAX_GRANTED_CHANNELS = MAX_SUBSCRIPTIONS
 
 
 class Refusal(enum.StrEnum):
@@ -41,31 +33,6 @@ class Refusal(enum.StrEnum):
     NOT_PUBLISHED = "not_published"  # the model does not publish live changes
     NOT_READABLE = "not_readable"  # the user has no read access to the model
     TOO_MANY = "too_many"  # beyond MAX_GRANTED_CHANNELS
-
-
-def model_channel(model: str) -> str:
-    """The gateway channel of ``model``'s change events."""
-    return MODEL_PREFIX + model
-
-
-def user_channel(uid: int) -> str:
-    """The gateway channel of what Odoo pushes to user ``uid``."""
-    return "%s%d" % (USER_PREFIX, uid)
-
-
-def parse_channel(name: object) -> tuple[str | None, int | None] | None:
-    """``(model, None)`` or ``(None, uid)`` for a valid channel name, None otherwise."""
-    if type(name) is not str:
-        return None
-    if name.startswith(MODEL_PREFIX):
-        model = name[len(MODEL_PREFIX) :]
-        if len(model) <= MAX_MODEL_NAME and _MODEL_NAME.fullmatch(model):
-            return model, None
-    elif name.startswith(USER_PREFIX):
-        uid = name[len(USER_PREFIX) :]
-        if _UID.fullmatch(uid):
-            return None, int(uid)
-    return None
 
 
 @dataclass(frozen=True)
@@ -92,17 +59,17 @@ def plan_grants(
     """
     if requested is None:
         models = sorted(model for model in set(published) if exists(model) and readable(model))
-        granted = [user_channel(uid), *map(model_channel, models)]
+        granted = [user_channel_name(uid), *map(model_channel, models)]
         return GrantPlan(tuple(granted[:MAX_GRANTED_CHANNELS]), ())
     published_set = set(published)
     granted: list[str] = []
     refused: list[tuple[str, Refusal]] = []
     for name in dict.fromkeys(requested):
-        parsed = parse_channel(name)
-        if parsed is None:
+        channel = parse_channel(name)
+        if channel is None:
             refused.append((str(name)[:MAX_MODEL_NAME], Refusal.INVALID))
             continue
-        model, channel_uid = parsed
+        model, channel_uid = channel.model, channel.uid
         if channel_uid is not None:
             reason = None if channel_uid == uid else Refusal.FOREIGN_USER
         elif not exists(model):

@@ -3,7 +3,7 @@
 A push is a JSON object that Odoo publishes to the Redis channel
 ``zero_sudo_bus.protocol.user_channel(db, uid)``; every gateway delivers it verbatim to that
 user's ``user:<uid>`` subscribers. The gateway drops a message that is not a JSON object or
-is larger than 64 KiB (its ``MAX_USER_MESSAGE_BYTES``), so such a payload is refused here, at
+is larger than ``zero_sudo_bus.channels.MAX_USER_MESSAGE_BYTES``, so such a payload is refused here, at
 the call, where the programmer sees the error, instead of vanishing silently later.
 """
 
@@ -14,11 +14,11 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from zero_sudo_bus.channels import MAX_USER_MESSAGE_BYTES
+
 from .exceptions import PushRefused
 
-# The gateway's bound on one user message (zero_sudo_daemons.gateway.MAX_USER_MESSAGE_BYTES);
-# tests/test_live_logic.py checks both stay equal.
-MAX_PUSH_BYTES = 65_536
+MAX_PUSH_BYTES = MAX_USER_MESSAGE_BYTES  # the gateway's bound on one user message
 
 
 class Level(enum.StrEnum):
