@@ -12,7 +12,10 @@ Runs with Odoo's Python (scripts/odoo_bench.sh). It starts a real Odoo with ``--
     at a rising rate, first with zero_sudo's targeted invalidation, then the stock way (each
     note write followed by ``registry.clear_cache()``, which Odoo signals through the
     database so that every worker empties its caches), and compares Y's hit ratios.
-Last line: BENCH cache p50_ms=… p99_ms=… hit_ratio=… clear_cache_hit_ratio=…
+(c) the cost per event of dropping one model's entries with the cache full (8 192 entries,
+    50 models): through the model index, and by scanning every key as before it, in one run.
+
+Last line: BENCH cache p50_ms=… p99_ms=… hit_ratio=… clear_cache_hit_ratio=… drop_us_full_cache=… drop_us_scan=…
 """
 
 from __future__ import annotations
@@ -198,6 +201,47 @@ def hit_ratio(stack: Stack, registry, env, stock: bool) -> float:
     return hits / (hits + misses) if hits + misses else 0.0
 
 
+# A worker's caches as they are at their fullest: Odoo's default ormcache size, spread over
+# 50 models, each event dropping one model's entries (which are then cached again).
+FULL_CACHE_ENTRIES = 8192
+CACHED_MODELS = 50
+DROP_ROUNDS = 20
+
+
+def scan_drop(cache, models: set[str]) -> int:
+    """How entries were dropped before the model index: every key of the cache looked at."""
+    with cache._lock:
+        doomed = [key for key in cache.d if type(key) is tuple and key and key[0] in models]
+        for key in doomed:
+            del cache.d[key]
+    return len(doomed)
+
+
+def drop_cost_us(drop) -> float:
+    """Median µs to drop one model's entries from a full cache, for ``drop(cache, {model})``."""
+    from odoo.addons.zero_sudo.tools.coherence import CoherentLRU
+
+    cache = CoherentLRU(FULL_CACHE_ENTRIES)
+    models = ["bench.model.%d" % m for m in range(CACHED_MODELS)]
+    per_model = FULL_CACHE_ENTRIES // CACHED_MODELS
+
+    def fill(model: str) -> None:
+        for n in range(per_model):
+            cache[(model, "_lookup", n)] = n
+
+    for model in models:
+        fill(model)
+    timings = []
+    for _round in range(DROP_ROUNDS):
+        for model in models:
+            started = time.perf_counter()
+            dropped = drop(cache, {model})
+            timings.append((time.perf_counter() - started) * 1e6)
+            assert dropped == per_model, dropped
+            fill(model)
+    return percentile(timings, 0.5)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database", required=True)
@@ -209,6 +253,12 @@ def main() -> None:
 
     odoo.tools.config.parse_config(["-c", os.environ["ODOO_RC"], "-d", args.database])
     registry = Registry(args.database)
+    indexed, scanned = drop_cost_us(lambda cache, models: cache.drop_models(models)), drop_cost_us(scan_drop)
+    print(
+        "(c) dropping one model's entries from a full cache (%d entries, %d models): %.1f µs indexed, %.1f µs scanning (%.0fx)"
+        % (FULL_CACHE_ENTRIES, CACHED_MODELS, indexed, scanned, scanned / indexed),
+        flush=True,
+    )
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
         env["zero_sudo.test.article"].create([{"name": "Bench Article %d" % n} for n in range(ARTICLES)])
@@ -231,7 +281,10 @@ def main() -> None:
             print("    same load, registry.clear_cache() on each write of X: %.4f" % stock, flush=True)
     finally:
         stack.stop()
-    print("BENCH cache p50_ms=%.1f p99_ms=%.1f hit_ratio=%.4f clear_cache_hit_ratio=%.4f" % (p50, p99, targeted, stock))
+    print(
+        "BENCH cache p50_ms=%.1f p99_ms=%.1f hit_ratio=%.4f clear_cache_hit_ratio=%.4f drop_us_full_cache=%.1f drop_us_scan=%.1f"
+        % (p50, p99, targeted, stock, indexed, scanned)
+    )
 
 
 if __name__ == "__main__":

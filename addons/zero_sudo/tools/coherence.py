@@ -23,8 +23,9 @@ from odoo.tools.lru import LRU
 from zero_sudo_bus.protocol import BusMessage, model_key
 from zero_sudo_bus.subscriber import ThreadedBusSubscriber
 
-from .config import settings
+from .model_index import ModelIndex, cache_model
 from .per_process import PerProcess
+from .settings import settings_from_odoo_conf
 from .stale_guard import StaleGuard
 
 _logger = logging.getLogger(__name__)
@@ -32,33 +33,53 @@ _logger = logging.getLogger(__name__)
 guard: PerProcess[StaleGuard] = PerProcess(StaleGuard)
 
 
-def _cache_model(key: object) -> str | None:
-    """The model an ``ormcache`` key belongs to: keys are ``(model._name, method, *args)``."""
-    if type(key) is tuple and key and type(key[0]) is str:
-        return key[0]
-    return None
-
-
 class CoherentLRU(LRU):
-    """Odoo's LRU that drops possibly stale values with their transactions, and entries model by model."""
+    """Odoo's LRU that drops possibly stale values with their transactions, and entries model
+    by model at a cost proportional to the model's entries (:class:`~.model_index.ModelIndex`,
+    kept in step with every insertion, deletion and eviction)."""
+
+    def __init__(self, count: int, pairs=()):
+        self._index = ModelIndex()
+        super().__init__(count, pairs)
 
     def __setitem__(self, key, value):
         with self._lock:
-            super().__setitem__(key, value)
-            model = _cache_model(key)
+            self.d[key] = value
+            self.d.move_to_end(key, last=False)
+            self._index.add(key)
+            while len(self.d) > self.count:
+                evicted, _value = self.d.popitem(last=True)
+                self._index.discard(evicted)
+            model = cache_model(key)
             if model is not None:
                 guard.get().taint(model, lambda: self._discard(key, value))
+
+    def __delitem__(self, key):
+        with self._lock:
+            del self.d[key]
+            self._index.discard(key)
+
+    def pop(self, key):
+        with self._lock:
+            value = self.d.pop(key)
+            self._index.discard(key)
+            return value
+
+    def clear(self):
+        with self._lock:
+            self.d.clear()
+            self._index.clear()
 
     def _discard(self, key, value) -> None:
         """Drop a tainted entry, unless a fresh value has replaced it meanwhile."""
         with self._lock:
             if key in self.d and self.d[key] is value:
-                del self.d[key]
+                del self[key]
 
     def drop_models(self, models: set[str]) -> int:
         """Remove the entries of ``models``; returns how many went."""
         with self._lock:
-            doomed = [key for key in self.d if _cache_model(key) in models]
+            doomed = self._index.take(models)
             for key in doomed:
                 del self.d[key]
         return len(doomed)
@@ -159,7 +180,7 @@ _followers: PerProcess[_Followers] = PerProcess(_Followers)
 
 def follow(db_name: str) -> Follower | None:
     """This process's follower of ``db_name``, started on first call (None when disabled)."""
-    conf = settings()
+    conf = settings_from_odoo_conf()
     if not conf.cache_coherence:
         return None
     followers = _followers.get()
