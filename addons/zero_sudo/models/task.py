@@ -1,5 +1,6 @@
 import logging
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from odoo import api, fields, models
@@ -19,8 +20,9 @@ PROCESS_DIED = "the process running this task ended (killed or restarted) before
 def _run_task(db_name: str, task_id: int) -> None:
     """Executor thread: run one task in its own cursors and record how it went.
 
-    The work and the ``done`` state commit together; on failure the work rolls back and the
-    error is recorded in a fresh transaction, so a task never stays ``running`` because of it.
+    The work and the ``done`` state commit together (in the cursor opened here); on failure
+    the work rolls back and the error is recorded in a fresh transaction, so a task never stays
+    ``running`` because of it. See ``Task`` for what a method that commits as it goes may do.
     Throughout, a connection of its own holds the task's lease (a session advisory lock, see
     ``Task._cron_reap``): if this process dies, PostgreSQL frees the lease and the task is
     marked failed instead of staying ``running`` for ever.
@@ -59,9 +61,21 @@ class Task(models.Model):
     """A long-running job offloaded from an HTTP request to the process's bounded executor.
 
     Submit with ``env["zero_sudo.task"]._submit(records, "method", args, kwargs)``: the method
-    runs later, on ``records`` as the submitting user, in a cursor of its own that commits at
-    the end. When running and queued tasks reach their bound, ``_submit`` raises ``ExecutorFull``
-    (answer 503 with ``Retry-After``); an accepted task always ends ``done`` or ``failed``.
+    runs later, on ``records`` as the submitting user. When running and queued tasks reach
+    their bound, ``_submit`` raises ``ExecutorFull`` (answer 503 with ``Retry-After``); an
+    accepted task ends ``done`` or ``failed``.
+
+    Commit contract: the method runs in the task's cursor, which the executor opened and
+    commits once, together with the ``done`` state (a failure rolls it back): the work of a
+    task is all or nothing. Nobody else commits that cursor: a method that must commit as it
+    goes (chunk by chunk) opens a cursor of its own per transaction (``Registry(db).cursor()``)
+    and commits that one. The task's cursor took its snapshot before those commits, so such a
+    method leaves it alone: it writes nothing there that its own cursors wrote.
+
+    Death of a process: while a task runs, its executor holds the task's lease (see
+    ``_cron_reap``); when the process dies, the reaper marks the task failed and calls
+    ``_zero_sudo_task_died(task)`` on the task's records if their model defines it (to resume,
+    say). That is the one way a dead worker is detected: no model times its own work.
     """
 
     _name = "zero_sudo.task"
@@ -82,13 +96,17 @@ class Task(models.Model):
     started_at = fields.Datetime(readonly=True)
     finished_at = fields.Datetime(readonly=True)
 
-    def _target(self):
-        """The bound method this task runs, on its records, as its user, in its context."""
+    def _records(self) -> models.BaseModel:
+        """The task's records, as its user (without superuser mode), in its context."""
         self.ensure_one()
         if self.res_model not in self.env:
             raise TaskTargetError("no model %r" % self.res_model)
         env = self.env(user=self.user_id.id, context=self.context or {}, su=False)
-        records = env[self.res_model].browse(self.res_ids or [])
+        return env[self.res_model].browse(self.res_ids or [])
+
+    def _target(self):
+        """The bound method this task runs, on its records, as its user, in its context."""
+        records = self._records()
         function = getattr(type(records), self.method, None)
         if self.method.startswith("__") or not callable(function):
             raise TaskTargetError("%s has no method %r" % (self.res_model, self.method))
@@ -102,11 +120,20 @@ class Task(models.Model):
         args: Sequence[Any] = (),
         kwargs: Mapping[str, Any] | None = None,
         name: str | None = None,
+        *,
+        at_commit: bool = False,
     ) -> "Task":
         """Queue ``records.method(*args, **kwargs)``; args and kwargs must be JSON values.
 
-        The task reads committed data only: commit what it needs before submitting. Private
-        (server-side API) on purpose: an RPC-reachable submit would run arbitrary methods.
+        The task runs in cursors of its own, so it sees committed data only. By default it is
+        recorded in a transaction of its own, committed at once, and may start before the
+        caller's transaction ends: it must need nothing the caller has not committed. With
+        ``at_commit=True`` it is recorded in the caller's transaction and starts once that
+        commits (never, if it rolls back): the way to run work on what the caller just wrote,
+        without committing a cursor the caller did not open. Either way the executor's slot is
+        taken now: ``ExecutorFull`` reaches the caller, not the background.
+
+        Private (server-side API) on purpose: an RPC-reachable submit would run arbitrary methods.
         """
         values = {
             "name": name or "%s.%s" % (records._name, method),
@@ -118,22 +145,35 @@ class Task(models.Model):
             "kwargs": dict(kwargs or {}),
             "context": {key: value for key, value in records.env.context.items() if key in ("lang", "tz", "allowed_company_ids")},
         }
-        return self._enqueue(values)
+        return self._enqueue(values, at_commit=at_commit)
 
     @api.model
-    def _enqueue(self, values: dict) -> "Task":
+    def _enqueue(self, values: dict, at_commit: bool = False) -> "Task":
+        dbname = self.env.cr.dbname
         slot = executor.get().reserve()
         try:
-            with Registry(self.env.cr.dbname).cursor() as cr:
-                tasks = api.Environment(cr, self.env.uid, {})["zero_sudo.task"]
-                task = tasks.sudo().create(values)  # bookkeeping is the system's; the work runs as user_id
-                task._target()  # refuse an unknown model or method now, not in the background
-                task_id = task.id
+            if at_commit:
+                task_id = self._create_checked(self.env, values)
+            else:
+                with Registry(dbname).cursor() as cr:
+                    task_id = self._create_checked(api.Environment(cr, self.env.uid, {}), values)
         except BaseException:
             slot.release()
             raise
-        slot.submit(_run_task, self.env.cr.dbname, task_id)
+        if at_commit:
+            self.env.cr.postcommit.add(partial(slot.submit, _run_task, dbname, task_id))
+            self.env.cr.postrollback.add(slot.release)  # a no-op once submitted
+        else:
+            slot.submit(_run_task, dbname, task_id)
         return self.browse(task_id)
+
+    @api.model
+    def _create_checked(self, env: api.Environment, values: dict) -> int:
+        # Bookkeeping is the system's (the work runs as user_id); no context, so that the
+        # caller's defaults (default_state from a form, say) do not leak into the task.
+        task = env(context={}, su=True)["zero_sudo.task"].create(values)
+        task._target()  # refuse an unknown model or method now, not in the background
+        return task.id
 
     @api.model
     def _cron_reap(self) -> "Task":
@@ -142,14 +182,37 @@ class Task(models.Model):
         A running task's executor holds its lease, a session advisory lock that PostgreSQL
         frees when that connection ends, on any server. A ``running`` task whose lease can be
         taken has no process left: taking it (until this transaction ends) also keeps a late
-        writer of the same task out while it is marked.
+        writer of the same task out while it is marked. Then each dead task's records hear of
+        it (``_died``), in this transaction: what they queue starts once it commits.
         """
         utils = self.env["zero_sudo.security.utils"]
         dead = self.search([("state", "=", "running")]).filtered(lambda task: utils._try_advisory_xact_lock(LEASE_NAMESPACE, task.id))
         for task in dead:
             _logger.warning("task %d (%s) lost its process while running: marked failed", task.id, task.name)
         dead.write({"state": "failed", "finished_at": fields.Datetime.now(), "error": PROCESS_DIED})
+        for task in dead:
+            task._died()
         return dead
+
+    def _died(self) -> None:
+        """Call ``_zero_sudo_task_died(task)`` on the dead task's records, if their model has it.
+
+        The hook runs as the task's user, in a savepoint: a failing hook is logged and undone,
+        and neither stops the reaping of the other tasks nor un-fails this one.
+        """
+        self.ensure_one()
+        try:
+            records = self._records()
+        except TaskTargetError:
+            return  # the model is gone (module uninstalled): nobody to tell
+        hook = getattr(records, "_zero_sudo_task_died", None)
+        if not callable(hook):
+            return
+        try:
+            with self.env.cr.savepoint():
+                hook(self)
+        except Exception:
+            _logger.exception("task %d (%s): %s._zero_sudo_task_died failed", self.id, self.name, self.res_model)
 
     def _retry(self) -> "Task":
         """Run a failed task again, as a new task (the failed one stays as the record of it)."""

@@ -56,7 +56,7 @@ class TestTasks(TransactionCase):
     def test_an_unknown_method_is_refused_before_anything_is_queued(self):
         with self.assertRaises(TaskTargetError):
             self.env_["zero_sudo.task"]._submit(self.partner, "no_such_method")
-        self.assertFalse(self.env_["zero_sudo.task"].search([("res_ids", "=", [self.partner.id])]))
+        self.assertFalse(self._tasks())
 
     def test_a_full_executor_refuses_and_records_nothing(self):
         small = BoundedExecutor(max_workers=1, max_queued=0, retry_after=7)
@@ -67,7 +67,46 @@ class TestTasks(TransactionCase):
             with self.assertRaises(ExecutorFull) as caught:
                 self.env_["zero_sudo.task"]._submit(self.partner, "write", [{"comment": "x"}])
         self.assertEqual(caught.exception.retry_after, 7)
-        self.assertFalse(self.env_["zero_sudo.task"].search([("res_ids", "=", [self.partner.id])]))
+        self.assertFalse(self._tasks())
+
+    def _tasks(self):
+        tasks = self.env_["zero_sudo.task"].search([("res_model", "=", "res.partner")])
+        return tasks.filtered(lambda task: task.res_ids == self.partner.ids)
+
+    def test_a_task_submitted_at_commit_starts_once_the_caller_commits_and_never_if_it_rolls_back(self):
+        small = BoundedExecutor(max_workers=1, max_queued=0, retry_after=1)
+        self.addCleanup(small.shutdown)
+        with patch.object(executor, "get", return_value=small):
+            self.env_["zero_sudo.task"]._submit(self.partner, "write", [{"comment": "rolled back"}], at_commit=True)
+            self.env_.cr.rollback()
+            self.assertFalse(self._tasks(), "a rolled back caller leaves no task")
+            small.reserve().release()  # and its executor slot is free again
+            task = self.env_["zero_sudo.task"]._submit(self.partner, "write", [{"comment": "committed"}], at_commit=True)
+            self.assertIsNone(_state(self.registry, task.id), "recorded in the caller's transaction, not before")
+            self.env_.cr.commit()
+        wait_until(lambda: _state(self.registry, task.id)[0] == "done", what="the task to finish")
+        self.env_.cr.rollback()
+        self.assertEqual(self.partner.comment, "<p>committed</p>")
+
+    def test_the_reaper_tells_a_dead_tasks_records_as_its_user_and_survives_a_failing_hook(self):
+        values = {"name": "zs died", "state": "running", "user_id": self.env_.uid, "res_model": "res.partner",
+                  "res_ids": self.partner.ids, "method": "write"}
+        first, second = self.env_["zero_sudo.task"].create([values, values])
+        self.env_.cr.commit()
+        heard = []
+
+        def died(records, task):
+            heard.append((records.ids, records.env.uid, task.id))
+            records.write({"comment": "heard"})  # undone with the failure below
+            raise RuntimeError("a broken hook")
+
+        with patch.object(type(self.partner), "_zero_sudo_task_died", died, create=True), mute_logger("odoo.addons.zero_sudo.models.task"):
+            reaped = self._reap()
+        self.assertTrue({first.id, second.id} <= set(reaped), "a failing hook stops no reaping")
+        self.assertEqual(sorted(heard), [(self.partner.ids, self.env_.uid, first.id), (self.partner.ids, self.env_.uid, second.id)])
+        self.assertEqual(_state(self.registry, second.id), ("failed", PROCESS_DIED))
+        self.env_.cr.rollback()
+        self.assertFalse(self.partner.comment, "the failing hook's writes were rolled back")
 
     def _reap(self):
         env = real_env(self.registry)

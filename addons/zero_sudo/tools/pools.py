@@ -19,8 +19,8 @@ import redis
 
 from .amqp_pool import AmqpPool, Outgoing
 
-from .config import settings
 from .per_process import PerProcess
+from .settings import settings_from_odoo_conf
 
 # A caller finding every Redis connection lent waits this long before failing: a few round
 # trips of the slowest normal command, not long enough to stall a request visibly.
@@ -31,7 +31,7 @@ REDIS_HEALTH_CHECK_S = 30
 
 
 def _build_redis_pool() -> redis.BlockingConnectionPool:
-    conf = settings()
+    conf = settings_from_odoo_conf()
     return redis.BlockingConnectionPool.from_url(
         conf.redis_url,
         max_connections=conf.redis_pool_size,
@@ -50,7 +50,7 @@ def redis_client_name() -> str:
 
 
 def _build_amqp_pool() -> AmqpPool:
-    conf = settings()
+    conf = settings_from_odoo_conf()
     return AmqpPool(conf.amqp_url, size=conf.amqp_pool_size)
 
 
@@ -61,11 +61,6 @@ _amqp_pool: PerProcess[AmqpPool] = PerProcess(_build_amqp_pool)
 def redis_client() -> redis.Redis:
     """A client on the process's Redis pool (cheap: it borrows a pooled connection per command)."""
     return redis.Redis(connection_pool=_redis_pool.get())
-
-
-def redis_pool() -> redis.BlockingConnectionPool:
-    """The process's Redis connection pool itself (for its bound and statistics)."""
-    return _redis_pool.get()
 
 
 def amqp_pool() -> AmqpPool:

@@ -1,10 +1,11 @@
 import logging
 import time
-from functools import partial
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 from odoo.service.model import retrying
+
+from odoo.addons.zero_sudo.tools.exceptions import ExecutorFull
 
 _logger = logging.getLogger(__name__)
 
@@ -12,16 +13,15 @@ _logger = logging.getLogger(__name__)
 # loaded server (a concurrent writer waits at most that long), large enough that the fixed
 # per-chunk queries stay a small part of the work.
 CHUNK_SIZE = 500
-# An erasure whose lines have not moved for this long is taken for dead (its process
-# crashed or restarted): chunks take well under a second, so ten minutes is no false alarm.
-STALLED_MINUTES = 10
 
 
 class GdprRequest(models.Model):
     """The erasure of one person's data, rule by rule, chunk by chunk, committed per chunk.
 
     Progress is kept per rule (records done, the last ID reached), so a crash or a restart
-    resumes where it stopped and a run repeated is harmless. Two erasures of one person take
+    resumes where it stopped and a run repeated is harmless. The erasure runs as a zero_sudo
+    task; when that task's process dies (the task's lease reaper says so), the request is
+    queued again and resumes at its last committed chunk. Two erasures of one person take
     turns chunk by chunk, under a zero_sudo advisory lock on the person. The audit trail says
     what was erased (models, actions, counts), never the erased data.
     """
@@ -49,15 +49,38 @@ class GdprRequest(models.Model):
             request.progress = 100.0 * sum(request.line_ids.mapped("done")) / total if total else (100.0 if request.state == "done" else 0.0)
 
     def action_run(self):
-        """Queue the erasure in zero_sudo's bounded executor (503-style refusal when full)."""
+        """Plan the erasure and queue it in zero_sudo's bounded executor (refused with
+        ``ExecutorFull`` when it is full).
+
+        The task starts once this transaction commits, so it sees the plan; nothing here
+        commits the caller's cursor (the request's, which is not ours to commit).
+        """
         for request in self:
             if request.state not in ("draft", "failed"):
                 raise UserError(_("Erasure %s is already %s.", request.display_name, request.state))
             request._plan()
             request.state = "queued"
-        self.env.cr.commit()  # the background task reads committed data only
-        for request in self:
-            self.env["zero_sudo.task"]._submit(request, "_run_erasure", name=_("Erase %s", request.partner_id.display_name))
+            request._queue_erasure(_("Erase %s", request.partner_id.display_name))
+
+    def _queue_erasure(self, name):
+        self.ensure_one()
+        return self.env["zero_sudo.task"]._submit(self, "_run_erasure", name=name, at_commit=True)
+
+    def _zero_sudo_task_died(self, task):
+        """The process running this erasure died (zero_sudo.task's reaper found its lease free):
+        queue it again, to resume at its last committed chunk once the reaper commits.
+
+        When the executor is full, the request is marked failed with the reason: it can be run
+        again from its form (it resumes all the same).
+        """
+        if task.method != "_run_erasure":
+            return
+        for request in self.filtered(lambda request: request.state in ("queued", "running")):
+            _logger.warning("GDPR erasure %d: its task %d lost its process, resuming", request.id, task.id)
+            try:
+                request._queue_erasure(_("Resume erasure of %s", request.partner_id.display_name))
+            except ExecutorFull as exc:
+                request.write({"state": "failed", "error": _("Its process died and it could not be resumed: %s", exc)})
 
     def _plan(self):
         """One line per active rule, counting what there is to do (kept across restarts)."""
@@ -69,26 +92,42 @@ class GdprRequest(models.Model):
                 self.env["zero_sudo.gdpr.request.line"].create({"request_id": self.id, "rule_id": rule.id, "total": total})
 
     def _run_erasure(self, chunk_size=CHUNK_SIZE):
-        """Every rule's chunks, each in its own transaction; resumable, idempotent."""
-        self.ensure_one()
-        lines = self.line_ids.filtered(lambda line: not line.finished).sorted(lambda line: (line.rule_id.sequence, line.id))
-        self.write({"state": "running", "error": False})
-        self.env.cr.commit()  # from here on, each chunk's transaction starts with its first query
-        try:
-            for line in lines:
-                while not self._chunk_transaction(partial(line._erase_chunk, chunk_size)):
-                    self.env.invalidate_all()  # flat memory: nothing of the chunk stays cached
-        except Exception as exc:
-            self.env.cr.rollback()
-            self.write({"state": "failed", "error": "%s: %s" % (type(exc).__name__, exc)})
-            self.env.cr.commit()
-            raise
-        self.state = "done"
-        self.env.cr.commit()
+        """Every rule's chunks, each in its own transaction; resumable, idempotent.
 
-    def _chunk_transaction(self, erase_chunk):
-        """Run one chunk as a transaction of its own and commit it: its locks end there, and a
-        crash loses at most this chunk.
+        It runs as a zero_sudo task, whose cursor commits only with the task's ``done``: every
+        transaction here is in a cursor opened here (``_in_own_cursor``), committed when it
+        closes. The caller's cursor is not used (the caller must have committed the request):
+        it reads what they committed afterwards; its cache, stale by then, is invalidated.
+        """
+        self.ensure_one()
+        try:
+            line_ids = self._in_own_cursor(lambda request: request._start_running())
+            for line_id in line_ids:
+                while not self._chunk_transaction(line_id, chunk_size):
+                    pass
+            self._in_own_cursor(lambda request: request.write({"state": "done"}))
+        except Exception as exc:
+            error = "%s: %s" % (type(exc).__name__, exc)
+            self._in_own_cursor(lambda request: request.write({"state": "failed", "error": error}))
+            raise
+        finally:
+            self.env.invalidate_all()
+
+    def _start_running(self):
+        """Mark the request running; the IDs of the lines left to do, in their rules' order."""
+        self.write({"state": "running", "error": False})
+        lines = self.line_ids.filtered(lambda line: not line.finished).sorted(lambda line: (line.rule_id.sequence, line.id))
+        return lines.ids
+
+    def _in_own_cursor(self, function):
+        """``function(self)`` on a new cursor of this database, committed when it returns."""
+        with self.env.registry.cursor() as cr:
+            return function(self.with_env(self.env(cr=cr)))
+
+    def _chunk_transaction(self, line_id, chunk_size):
+        """Run one chunk as a transaction of its own (a cursor opened for it, dropped after:
+        flat memory, nothing of the chunk stays cached) and commit it: its locks end there,
+        and a crash loses at most this chunk.
 
         The chunk reads and writes at READ COMMITTED, not Odoo's REPEATABLE READ: a user
         writing to one of the person's records meanwhile only makes the chunk wait for that
@@ -96,25 +135,16 @@ class GdprRequest(models.Model):
         serialization error. Deadlocks and the like are retried as Odoo retries a request.
         """
         started = time.monotonic()
+        with self.env.registry.cursor() as cr:
+            line = self.env(cr=cr)["zero_sudo.gdpr.request.line"].browse(line_id)
 
-        def attempt():
-            self.env.cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            return erase_chunk()
+            def attempt():
+                cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                return line._erase_chunk(chunk_size)
 
-        finished = retrying(attempt, self.env)
+            finished = retrying(attempt, line.env)  # commits cr
         _logger.debug("erasure %d: chunk committed in %.1f ms", self.id, (time.monotonic() - started) * 1000)
         return finished
-
-    @api.model
-    def _cron_resume(self, stalled_minutes=STALLED_MINUTES):
-        """Requeue erasures a crash or a restart left behind: they resume at their last chunk."""
-        threshold = fields.Datetime.subtract(fields.Datetime.now(), minutes=stalled_minutes)
-        stalled = self.search([("state", "in", ("queued", "running")), ("write_date", "<", threshold)]).filtered(
-            lambda request: max(request.line_ids.mapped("write_date") or [request.write_date]) < threshold
-        )
-        for request in stalled:
-            _logger.warning("GDPR erasure %d stalled since %s: resuming", request.id, request.write_date)
-            self.env["zero_sudo.task"]._submit(request, "_run_erasure", name=_("Resume erasure of %s", request.partner_id.display_name))
 
     def _append_audit(self, entry):
         self.audit = "%s%s\n" % (self.audit or "", entry)

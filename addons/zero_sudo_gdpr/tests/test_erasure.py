@@ -6,6 +6,13 @@ from odoo import SUPERUSER_ID, api
 from odoo.exceptions import AccessError
 from odoo.tests import TransactionCase, new_test_user, tagged
 
+from odoo.addons.zero_sudo.models.task import PROCESS_DIED
+from odoo.addons.zero_sudo.tests.common import wait_until
+from odoo.addons.zero_sudo.tools.executor import BoundedExecutor
+from odoo.addons.zero_sudo.tools.offload import executor
+
+ERASED = [("[erased]", "[erased]", "[erased]")] * 7
+
 
 def _make_person(env, contacts=7, accounts=3):
     person = env["res.partner"].create({"name": "ZS GDPR Person", "email": "person@example.com"})
@@ -34,6 +41,11 @@ def _end_state(env, person):
     )
 
 
+def _tasks_of(env, request):
+    tasks = env["zero_sudo.task"].search([("res_model", "=", request._name)])
+    return tasks.filtered(lambda task: task.res_ids == request.ids)
+
+
 @tagged("post_install", "-at_install", "zero_sudo")
 class TestErasureCommits(TransactionCase):
     """Erasure commits per chunk: these tests run on real cursors of their own."""
@@ -49,6 +61,7 @@ class TestErasureCommits(TransactionCase):
                 return body(env, person, request)
             finally:
                 cr.rollback()
+                cr.execute("DELETE FROM zero_sudo_task WHERE res_model = 'zero_sudo.gdpr.request' AND res_ids::text = %s", ["[%d]" % request.id])
                 env["res.partner"].with_context(active_test=False).search([("parent_id", "=", person.id)]).unlink()
                 env["res.partner.bank"].search([("partner_id", "=", person.id)]).unlink()
                 request.unlink()
@@ -87,12 +100,62 @@ class TestErasureCommits(TransactionCase):
 
             with patch.object(Line, "_erase_chunk", die_on_third_chunk), self.assertRaises(RuntimeError):
                 request._run_erasure(chunk_size=3)
+            env.cr.rollback()  # a new snapshot: the run committed in cursors of its own
             self.assertEqual(request.state, "failed")
             self.assertEqual(request.line_ids[0].done, 6, "two chunks were committed before the crash")
             self.assertAlmostEqual(request.line_ids[0].progress, 600 / 7)
             request._run_erasure(chunk_size=3)
+            env.cr.rollback()
             self.assertEqual(request.state, "done")
-            self.assertEqual(_end_state(env, person), ([("[erased]", "[erased]", "[erased]")] * 7, 0))
+            self.assertEqual(_end_state(env, person), (ERASED, 0))
+
+        self._run_in_own_cursor(body)
+
+    def _fresh(self, env, person, request):
+        """(request state, what the erasure left) as committed now."""
+        env.cr.rollback()  # a new snapshot
+        return request.state, _end_state(env, person)
+
+    def test_run_queues_the_erasure_only_once_the_request_commits(self):
+        def body(env, person, request):
+            small = BoundedExecutor(max_workers=1, max_queued=0, retry_after=1)
+            self.addCleanup(small.shutdown)
+            with patch.object(executor, "get", return_value=small):
+                request.action_run()
+                env.cr.rollback()  # the form's transaction fails: nothing was queued
+                self.assertEqual(self._fresh(env, person, request)[0], "draft")
+                self.assertFalse(_tasks_of(env, request))
+                small.reserve().release()  # the refused run gave its executor slot back
+
+                request.action_run()
+                with self.registry.cursor() as other:
+                    other.execute("SELECT state FROM zero_sudo_gdpr_request WHERE id = %s", [request.id])
+                    self.assertEqual(other.fetchone(), ("draft",), "nothing runs before the request commits")
+                env.cr.commit()  # as the end of the form's request does
+            wait_until(lambda: self._fresh(env, person, request)[0] == "done", what="the erasure to finish")
+            self.assertEqual(_end_state(env, person), (ERASED, 0))
+
+        self._run_in_own_cursor(body)
+
+    def test_an_erasure_whose_worker_died_resumes_when_its_task_is_reaped(self):
+        def body(env, person, request):
+            # A worker erased one chunk, then its process died: its task is running, its lease free.
+            task = env["zero_sudo.task"].create(
+                {"name": "Erase", "state": "running", "user_id": SUPERUSER_ID, "res_model": request._name,
+                 "res_ids": request.ids, "method": "_run_erasure"}
+            )
+            request.state = "running"
+            request.line_ids[0]._erase_chunk(3)
+            env.cr.commit()
+            reaped = env["zero_sudo.task"]._cron_reap()
+            self.assertIn(task, reaped)
+            resumed = _tasks_of(env, request) - task
+            self.assertEqual((resumed.method, resumed.state), ("_run_erasure", "queued"), "the reaper queued the erasure again")
+            env.cr.commit()  # the reaper's cron commits: the resumed erasure starts
+            wait_until(lambda: self._fresh(env, person, request)[0] == "done", what="the resumed erasure to finish")
+            self.assertEqual(_end_state(env, person), (ERASED, 0))
+            self.assertEqual((task.state, task.error, resumed.state), ("failed", PROCESS_DIED, "done"))
+            self.assertEqual(request.line_ids.mapped("done"), [7, 3], "the chunk done before the death counted once")
 
         self._run_in_own_cursor(body)
 
@@ -136,6 +199,12 @@ class TestErasureRules(TransactionCase):
             self.env.flush_all()
             counts.append(self.cr.sql_log_count - before)
         self.assertEqual(counts[0], counts[1])
+
+    def test_a_dead_worker_is_detected_by_the_task_lease_only(self):
+        """No second timing heuristic: the eraser has no stall cron of its own."""
+        self.assertIsNone(self.env.ref("zero_sudo_gdpr.ir_cron_resume", raise_if_not_found=False))
+        crons = self.env["ir.cron"].with_context(active_test=False).search([("model_id.model", "like", "zero_sudo.gdpr.%")])
+        self.assertFalse(crons, crons.mapped("name"))
 
     def test_only_gdpr_officers_handle_requests(self):
         clerk = new_test_user(self.env, "zs_gdpr_clerk", groups="base.group_user")

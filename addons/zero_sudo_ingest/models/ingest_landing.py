@@ -60,7 +60,11 @@ class IngestLanding(models.Model):
             if not rows:
                 return
             rows._materialize_chunk()
-            self.env.cr.commit()  # release the chunk's locks; a crash loses at most one chunk
+            # Committing here is allowed: this is the cron's own cursor, opened by ir.cron for
+            # this job alone (_process_job), which Odoo's chunked crons commit as they go and
+            # which ir.cron commits again after the call. Nothing else calls this method.
+            # The commit releases the chunk's locks; a crash loses at most one chunk.
+            self.env.cr.commit()
             self.env.invalidate_all()  # flat memory: nothing of the chunk stays in the cache
         self.env.ref("zero_sudo_ingest.ir_cron_materialize")._trigger()
 
