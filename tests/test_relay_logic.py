@@ -122,12 +122,3 @@ def test_settings_precedence_flag_env_conf_options_default(tmp_path):
 def test_bad_settings_fail_with_a_clear_message(argv, env):
     with pytest.raises(ConfigurationError):
         resolve_settings(argv, env)
-
-
-def test_readme_documents_every_option():
-    from pathlib import Path
-
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    table = readme[readme.index("## Configuration") :]
-    missing = [o.name for o in OPTIONS if o.name not in table]
-    assert missing == []

@@ -6,10 +6,12 @@ from __future__ import annotations
 import importlib.util
 import sys
 import threading
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
+from zero_sudo_bus.options import Side, read_by
 from zero_sudo_bus.sessions import decode_session, encode_session, session_key, session_uid, user_sessions_key
 
 TOOLS = Path(__file__).resolve().parent.parent / "addons" / "zero_sudo" / "tools"
@@ -39,12 +41,33 @@ def test_settings_defaults_and_conversion():
     assert (conf.session_ttl, conf.redis_timeout, conf.cache_coherence) == (60, 0.5, False)
 
 
+def test_settings_are_the_odoo_side_of_the_one_table():
+    assert [field.name for field in fields(Settings)] == [opt.key for opt in read_by(Side.ODOO)]
+    assert "ingest_max_body_bytes" in Settings.__dataclass_fields__  # zero_sudo_ingest's key
+    assert "relay_http_port" not in Settings.__dataclass_fields__  # the daemons' only
+
+
 @pytest.mark.parametrize(
-    "section", [{"session_ttl": "soon"}, {"executor_max_workers": "0"}, {"cache_coherence": "maybe"}, {"session_prefix": ""}]
+    "section",
+    [
+        {"session_ttl": "soon"},
+        {"executor_max_workers": "0"},
+        {"cache_coherence": "maybe"},
+        {"redis_timeout": "0"},
+        {"redis_url": "redis://127.0.0.1:6379/abc"},
+        {"ingest_max_body_bytes": "-1"},
+    ],
 )
 def test_bad_settings_are_refused_with_the_key_named(section):
-    with pytest.raises(ConfigurationError, match=next(iter(section))):
+    with pytest.raises(ConfigurationError, match=next(iter(section))) as info:
         parse_settings(section)
+    assert str(info.value).startswith("odoo.conf [zero_sudo] %s: " % next(iter(section)))
+
+
+def test_unset_values_are_read_as_the_daemons_read_them():
+    """Odoo writes False for an unset value and its config.misc makes booleans of True/False."""
+    conf = parse_settings({"session_prefix": "", "redis_url": "False", "cache_coherence": False})
+    assert (conf.session_prefix, conf.redis_url, conf.cache_coherence) == ("zero_sudo:", Settings().redis_url, False)
 
 
 def test_executor_bounds_running_and_queued_tasks_and_frees_slots():

@@ -3,7 +3,7 @@ from concurrent.futures import ThreadPoolExecutor
 from odoo.tests import HttpCase, tagged
 
 from ..tools import pools
-from ..tools.config import settings
+from ..tools.settings import settings_from_odoo_conf
 
 
 @tagged("post_install", "-at_install", "zero_sudo")
@@ -20,7 +20,7 @@ class TestPools(HttpCase):
         with ThreadPoolExecutor(max_workers=12) as clients:
             statuses = list(clients.map(lambda _n: self.url_open("/zero_sudo/health").status_code, range(1000)))
         self.assertEqual(statuses, [200] * 1000)
-        conf = settings()
+        conf = settings_from_odoo_conf()
         server_side = [c for c in pools.redis_client().client_list() if c["name"] == pools.redis_client_name()]
         self.assertGreaterEqual(len(server_side), 1)
         self.assertLessEqual(len(server_side), conf.redis_pool_size)

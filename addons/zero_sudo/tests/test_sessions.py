@@ -5,7 +5,7 @@ from odoo.tests import HttpCase, new_test_user, tagged
 
 from zero_sudo_bus.sessions import session_key, user_sessions_key
 
-from ..tools.config import settings
+from ..tools.settings import settings_from_odoo_conf
 from ..tools.pools import redis_client
 
 
@@ -20,15 +20,15 @@ class TestRedisSessions(HttpCase):
 
     def test_a_login_is_a_json_session_in_redis_with_a_ttl(self):
         self.authenticate("session_user", "session_user_pw1")
-        raw = self.redis.get(session_key(settings().session_prefix, self.session.sid))
+        raw = self.redis.get(session_key(settings_from_odoo_conf().session_prefix, self.session.sid))
         data = json.loads(raw)  # JSON, never pickle
         self.assertEqual((data["uid"], data["db"], data["login"]), (self.user.id, self.env.cr.dbname, "session_user"))
-        self.assertGreater(self.redis.ttl(session_key(settings().session_prefix, self.session.sid)), 0)
+        self.assertGreater(self.redis.ttl(session_key(settings_from_odoo_conf().session_prefix, self.session.sid)), 0)
         self.assertEqual(self.url_open("/web/session/get_session_info", data="{}", headers={"Content-Type": "application/json"}).json()["result"]["uid"], self.user.id)
 
     def test_using_a_session_refreshes_its_ttl(self):
         self.authenticate("session_user", "session_user_pw1")
-        key = session_key(settings().session_prefix, self.session.sid)
+        key = session_key(settings_from_odoo_conf().session_prefix, self.session.sid)
         self.redis.expire(key, 60)
         self.url_open("/web/session/get_session_info", data="{}", headers={"Content-Type": "application/json"})
         self.assertGreater(self.redis.ttl(key), 60)
@@ -38,7 +38,7 @@ class TestRedisSessions(HttpCase):
         for _ in range(2):
             self.authenticate("session_user", "session_user_pw1")
             sids.append(self.session.sid)
-        prefix = settings().session_prefix
+        prefix = settings_from_odoo_conf().session_prefix
         self.assertEqual({s.decode() for s in self.redis.smembers(user_sessions_key(prefix, self.env.cr.dbname, self.user.id))}, set(sids))
         self.user.with_user(self.env.ref("base.user_admin")).action_zero_sudo_logout_everywhere()
         self.assertEqual(self.redis.exists(*[session_key(prefix, sid) for sid in sids]), 0)
@@ -47,8 +47,8 @@ class TestRedisSessions(HttpCase):
 
     def test_a_session_that_is_not_json_is_a_fresh_anonymous_one(self):
         sid = self.store.generate_key()
-        self.redis.set(session_key(settings().session_prefix, sid), b"\x80\x04\x95 pickle")
-        self.addCleanup(self.redis.delete, session_key(settings().session_prefix, sid))
+        self.redis.set(session_key(settings_from_odoo_conf().session_prefix, sid), b"\x80\x04\x95 pickle")
+        self.addCleanup(self.redis.delete, session_key(settings_from_odoo_conf().session_prefix, sid))
         session = self.store.get(sid)
         self.assertTrue(session.is_new)
         self.assertIsNone(session.get("uid"))

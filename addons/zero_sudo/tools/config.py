@@ -1,13 +1,7 @@
-"""The addon's settings, read once from odoo.conf's ``[zero_sudo]`` section."""
+"""Kept only for ``addons/zero_sudo_live/tests/common.py``, which imports ``settings`` from here;
+the addons read their configuration with :func:`.settings.settings_from_odoo_conf`. Delete this
+module once that import is switched."""
 
-import functools
+from .settings import settings_from_odoo_conf as settings
 
-from odoo.tools import config as odoo_config
-
-from .settings import Settings, parse_settings
-
-
-@functools.cache
-def settings() -> Settings:
-    """This process's settings; Odoo keeps a foreign section of odoo.conf in ``config.misc``."""
-    return parse_settings(odoo_config.misc.get("zero_sudo", {}))
+__all__ = ["settings"]

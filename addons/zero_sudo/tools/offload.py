@@ -1,12 +1,12 @@
 """The process's bounded executor for long-running work (see ``zero_sudo.task``)."""
 
-from .config import settings
+from .settings import settings_from_odoo_conf
 from .executor import BoundedExecutor
 from .per_process import PerProcess
 
 
 def _build_executor() -> BoundedExecutor:
-    conf = settings()
+    conf = settings_from_odoo_conf()
     return BoundedExecutor(conf.executor_max_workers, conf.executor_max_queued, conf.executor_retry_after)
 
 

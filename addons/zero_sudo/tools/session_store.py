@@ -21,7 +21,7 @@ from zero_sudo_bus.sessions import (
     user_sessions_key,
 )
 
-from .config import settings
+from .settings import settings_from_odoo_conf
 from .pools import redis_client
 
 _logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class RedisSessionStore:
     rotate = http.FilesystemSessionStore.rotate
 
     def __init__(self, session_class: type = http.Session) -> None:
-        conf = settings()
+        conf = settings_from_odoo_conf()
         self.session_class = session_class
         self.prefix = conf.session_prefix
         self.ttl = conf.session_ttl

@@ -12,7 +12,6 @@ from zero_sudo_bus.ingest import (
 
 from odoo import http
 from odoo.http import request
-from odoo.tools import config
 
 from odoo.addons.zero_sudo.tools.amqp_pool import (
     CONNECTION_ERRORS,
@@ -22,13 +21,12 @@ from odoo.addons.zero_sudo.tools.amqp_pool import (
     declare_topology,
 )
 from odoo.addons.zero_sudo.tools.pools import amqp_pool, amqp_publish
+from odoo.addons.zero_sudo.tools.settings import settings_from_odoo_conf
 
 from ..tools.schema import validate
 
 _logger = logging.getLogger(__name__)
 
-# One request body at most: a batch is parsed in memory before anything is published.
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 MAX_MESSAGES_PER_REQUEST = 1000  # a batch is confirmed message by message before the 202
 RETRY_AFTER_S = 5
 
@@ -60,7 +58,7 @@ class IngestController(http.Controller):
         422 a message breaks the stream's schema (reasons per message; nothing is queued);
         503 RabbitMQ unavailable, with Retry-After.
         """
-        limit = int(config.get_misc("zero_sudo", "ingest_max_body_bytes", DEFAULT_MAX_BODY_BYTES))
+        limit = settings_from_odoo_conf().ingest_max_body_bytes
         length = request.httprequest.content_length
         if length is None:
             return _error(411, "a Content-Length header is required")
