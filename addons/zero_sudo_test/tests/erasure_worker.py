@@ -1,10 +1,11 @@
-"""One GDPR erasure in a process of its own, as a zero_sudo task runs it on a server.
+"""One queued GDPR erasure task run in a process of its own, as a server's executor runs it
+(``_run_task``: the task's lease held, then its cursors).
 
 test_gdpr_at_scale starts it, may SIGKILL it, and reads its last line of output (JSON): the
-peak RSS growth in MB while ``_run_erasure`` ran, and each chunk's duration in ms (from the
-eraser's own debug log: from the chunk's first query to its commit).
+peak RSS growth in MB while the task ran, each chunk's duration in ms (from the eraser's own
+debug log: from the chunk's first query to its commit), and how the task ended.
 
-Usage: python erasure_worker.py CONFIG DATABASE REQUEST_ID
+Usage: python erasure_worker.py CONFIG DATABASE TASK_ID
 """
 
 import json
@@ -35,7 +36,7 @@ def _status_mb(key: str) -> float:
     raise RuntimeError("no %s in /proc/self/status" % key)
 
 
-def main(config: str, database: str, request_id: int) -> None:
+def main(config: str, database: str, task_id: int) -> None:
     import odoo
     from odoo import SUPERUSER_ID, api
     from odoo.modules.registry import Registry
@@ -47,16 +48,20 @@ def main(config: str, database: str, request_id: int) -> None:
     eraser_log.propagate = False
     eraser_log.addHandler(durations)
     registry = Registry(database)
+    from odoo.addons.zero_sudo.models.task import _run_task  # importable once the registry loaded the addons path
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
-        request = env["zero_sudo.gdpr.request"].browse(request_id)
+        request = env["zero_sudo.task"].browse(task_id)._records()
         request.line_ids.rule_id.mapped("model")  # what any run loads first
-        before = _status_mb("VmRSS")
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")  # VmHWM starts again from the current RSS
-        request._run_erasure()
-        growth = _status_mb("VmHWM") - before
-    print(json.dumps({"rss_growth_mb": growth, "chunk_ms": durations.ms}))
+    before = _status_mb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # VmHWM starts again from the current RSS
+    _run_task(database, task_id)
+    growth = _status_mb("VmHWM") - before
+    with registry.cursor() as cr:
+        cr.execute("SELECT state, error FROM zero_sudo_task WHERE id = %s", [task_id])
+        state, error = cr.fetchone()
+    print(json.dumps({"rss_growth_mb": growth, "chunk_ms": durations.ms, "state": state, "error": error}))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""The GDPR eraser on a person with 100 000 related records, run as a server runs it: in a
-process of its own (erasure_worker.py), on committed data, with a concurrent writer, and
-killed with SIGKILL halfway then started again."""
+"""The GDPR eraser on a person with 100 000 related records, run as a server runs it: as a
+zero_sudo task in a process of its own (erasure_worker.py), on committed data, with a
+concurrent writer, and killed with SIGKILL halfway, after which zero_sudo's lease reaper
+finds the task dead and the erasure queues itself again."""
 
 import json
 import os
@@ -13,6 +14,7 @@ import time
 from contextlib import closing
 from concurrent.futures import ThreadPoolExecutor
 from threading import Event
+from unittest.mock import patch
 
 import psycopg2
 from zero_sudo_bus.protocol import PG_CHANNEL, Op, decode_notify_payload, model_key
@@ -21,6 +23,8 @@ from odoo import SUPERUSER_ID, api, sql_db
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import config
 
+from odoo.addons.zero_sudo.models.task import PROCESS_DIED
+from odoo.addons.zero_sudo.tools.offload import executor
 from odoo.addons.zero_sudo_gdpr.models.gdpr_request import CHUNK_SIZE
 from odoo.addons.zero_sudo_gdpr.models.gdpr_rule import ANONYMIZED
 
@@ -54,6 +58,23 @@ def _drain_notifications(connection, quiet_s=0.5):
     return payloads
 
 
+class _Handover:
+    """Stands for this process's executor: keeps the IDs of the tasks it is given, for a
+    worker process to run them (a server's executor would run them in a thread)."""
+
+    def __init__(self):
+        self.task_ids = []
+
+    def reserve(self):
+        return self
+
+    def submit(self, _function, _dbname, task_id):
+        self.task_ids.append(task_id)
+
+    def release(self):
+        pass
+
+
 @tagged("post_install", "-at_install", "zero_sudo")
 class TestErasureAtScale(TransactionCase):
     @classmethod
@@ -71,6 +92,7 @@ class TestErasureAtScale(TransactionCase):
             cr.commit()
             cls.person_ids = {name: person.id for name, person in people.items()}
             cls.request_ids = {name: request.id for name, request in requests.items()}
+            cls.task_ids = []
             cls.addClassCleanup(cls._clean_up, rules.ids)
 
         cls.small = cls._run_worker("small")
@@ -86,7 +108,9 @@ class TestErasureAtScale(TransactionCase):
             cls.writes = writer.result()
             cls.events = [decode_notify_payload(payload) for payload in _drain_notifications(listener)]
         cls.done_when_killed, cls.state_when_killed = cls._start_and_kill("b")
-        cls.resumed = cls._run_worker("b")
+        cls.killed_task_id = cls.task_ids[-1]
+        cls.reaped, cls.resumed_task_ids = cls._reap()
+        cls.resumed = cls._run_worker("b", task_ids=cls.resumed_task_ids)
 
     @classmethod
     def _make_rules(cls, env):
@@ -118,20 +142,43 @@ class TestErasureAtScale(TransactionCase):
         with cls.registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
             cr.execute("DELETE FROM zero_sudo_test_message WHERE partner_id = ANY(%s)", (list(cls.person_ids.values()),))
+            cr.execute("DELETE FROM zero_sudo_task WHERE id = ANY(%s)", (cls.task_ids,))
             env["zero_sudo.gdpr.request"].browse(cls.request_ids.values()).unlink()
             env["zero_sudo.gdpr.rule"].browse(rule_ids).unlink()
             env["res.partner"].browse(cls.person_ids.values()).unlink()
 
     @classmethod
-    def _worker(cls, name):
+    def _handed_over(cls, body):
+        """``body(env)`` in a committed transaction; the IDs of the tasks it queued."""
+        handover = _Handover()
+        with patch.object(executor, "get", return_value=handover), cls.registry.cursor() as cr:
+            result = body(api.Environment(cr, SUPERUSER_ID, {}))
+        cls.task_ids.extend(handover.task_ids)
+        return result, handover.task_ids
+
+    @classmethod
+    def _queue(cls, name):
+        """Start request ``name`` as its form's Run does: the ID of the task it queued."""
+        _result, (task_id,) = cls._handed_over(lambda env: env["zero_sudo.gdpr.request"].browse(cls.request_ids[name]).action_run())
+        return task_id
+
+    @classmethod
+    def _reap(cls):
+        """Run the dead-task reaper: (the IDs it reaped, those of the tasks it queued)."""
+        reaped, queued = cls._handed_over(lambda env: env["zero_sudo.task"]._cron_reap().ids)
+        return reaped, queued
+
+    @classmethod
+    def _worker(cls, name, task_ids=None):
+        (task_id,) = task_ids or [cls._queue(name)]
         return subprocess.Popen(
-            [sys.executable, WORKER, config.rcfile, cls.dbname, str(cls.request_ids[name])],
+            [sys.executable, WORKER, config.rcfile, cls.dbname, str(task_id)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
 
     @classmethod
-    def _run_worker(cls, name):
-        worker = cls._worker(name)
+    def _run_worker(cls, name, task_ids=None):
+        worker = cls._worker(name, task_ids)
         try:
             out, err = worker.communicate(timeout=WORKER_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -139,7 +186,9 @@ class TestErasureAtScale(TransactionCase):
             worker.communicate()
             raise
         assert worker.returncode == 0, "erasure worker failed:\n%s" % err[-3000:]
-        return json.loads(out.strip().splitlines()[-1])
+        result = json.loads(out.strip().splitlines()[-1])
+        assert result["state"] == "done", "the erasure task ended %s: %s" % (result["state"], result["error"])
+        return result
 
     @classmethod
     def _start_and_kill(cls, name):
@@ -158,7 +207,9 @@ class TestErasureAtScale(TransactionCase):
             worker.communicate()
             done, _total = cls._first_line(cr, name)
             cr.execute("SELECT state FROM zero_sudo_gdpr_request WHERE id = %s", (cls.request_ids[name],))
-            return done, cr.fetchone()[0]
+            (request_state,) = cr.fetchone()
+            cr.execute("SELECT state FROM zero_sudo_task WHERE id = %s", (cls.task_ids[-1],))
+            return done, (request_state, cr.fetchone()[0])
 
     @classmethod
     def _ids(cls, name, kind):
@@ -243,7 +294,14 @@ class TestErasureAtScale(TransactionCase):
         )
 
     def test_sigkill_midway_then_restart_ends_as_an_uninterrupted_run(self):
-        self.assertEqual(self.state_when_killed, "running")
+        self.assertEqual(self.state_when_killed, ("running", "running"), "the request and its task")
+        killed_task = self.killed_task_id
+        self.assertIn(killed_task, self.reaped, "the reaper found the killed worker's lease free")
+        with closing(_connect(self.dbname)) as connection, connection.cursor() as cr:
+            cr.execute("SELECT state, error FROM zero_sudo_task WHERE id = %s", (killed_task,))
+            self.assertEqual(cr.fetchone(), ("failed", PROCESS_DIED))
+            cr.execute("SELECT method, res_ids FROM zero_sudo_task WHERE id = ANY(%s)", (self.resumed_task_ids,))
+            self.assertEqual(cr.fetchall(), [("_run_erasure", [self.request_ids["b"]])], "the reaper queued the erasure again, once")
         self.assertTrue(0 < self.done_when_killed < RELATED // 2, "killed halfway: %d mails done" % self.done_when_killed)
         self.assertEqual(self._end_state("b"), self._end_state("a"))
         self.assertLess(len(self.resumed["chunk_ms"]), len(self.uninterrupted["chunk_ms"]), "the restart resumed, not started over")
