@@ -30,6 +30,7 @@ import functools
 import gc
 import json
 import logging
+import random
 import resource
 import sys
 import time
@@ -213,6 +214,19 @@ class GatewayConnection(ServerConnection):
         self.auth_deadline: asyncio.TimerHandle | None = None
         self.refused: Refusal | None = None  # why the gateway is closing it, once it is
         self._abort_handle: asyncio.TimerHandle | None = None
+
+    async def keepalive(self) -> None:
+        """websockets' keepalive, its first ping at a random moment of the first interval.
+
+        Connections opened together (clients reconnecting after a restart, a benchmark's
+        clients) would otherwise ping together for as long as they live: every interval,
+        thousands of pings and then thousands of pongs in one loop iteration, and the events
+        queued behind them late by that much. A dead client is still noticed, within two
+        intervals plus the ping timeout instead of one.
+        """
+        assert self.ping_interval is not None
+        await asyncio.sleep(random.uniform(0, self.ping_interval))
+        await super().keepalive()
 
     def data_received(self, data: bytes) -> None:
         """Parse ``data`` slice by slice, stopping at a refusal; then check the outgoing buffer."""
