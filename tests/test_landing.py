@@ -4,6 +4,7 @@ outages and SIGKILL, with the exactly-once effect checked in the landing table."
 import asyncio
 import random
 import threading
+import time
 
 import psycopg
 import pytest
@@ -240,3 +241,12 @@ def test_a_header_that_is_not_utf8_is_dead_lettered_byte_for_byte(ingest_db, sta
     assert headers["n"] == 7
     assert headers["x-zero-sudo-reason"].startswith("malformed: not_json")
     assert daemon.proc.poll() is None, "".join(daemon.output[-20:])
+
+
+def test_a_database_without_the_addon_is_reported_once_with_the_fix(pg_db, start_landing):
+    daemon = start_landing(pg_db)  # a database without the zero_sudo_ingest tables
+    wait_until(lambda: daemon.role() == "recovering", what="the daemon waiting for the addon")
+    time.sleep(2)
+    reports = [line for line in daemon.output if "install the zero_sudo addons" in line]
+    assert len(reports) == 1 and "zero_sudo_ingest_landing" in reports[0], "".join(daemon.output)
+    assert daemon.proc.poll() is None

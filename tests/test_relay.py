@@ -273,6 +273,27 @@ def test_bad_configuration_is_one_clear_line(pg_db):
     assert result.stderr.strip() == "zero-sudo-relay: flag --db-port: db_port must be an integer, got 'nope'"
 
 
+@pytest.mark.slow
+def test_a_missing_database_is_reported_once_with_the_fix_then_picked_up(start_relay):
+    db = "zs_later_%d" % os.getpid()
+    relay = start_relay(db)
+    wait_until(lambda: relay.role() == "recovering", what="the relay waiting for its database")
+    time.sleep(3)  # many fast retries' worth: the problem must still have been said once
+    reports = [line for line in relay.output if "does not exist" in line]
+    assert len(reports) == 1, "".join(relay.output)
+    assert 'database "%s" does not exist: create it through Odoo' % db in reports[0] and "--db-name" in reports[0]
+    assert not any("failed, recovering" in line for line in relay.output), "reported as a fresh warning"
+    with psycopg.connect(pg_conninfo("postgres"), autocommit=True) as conn:
+        conn.execute('CREATE DATABASE "%s"' % db)
+    try:
+        relay.wait_role("active", timeout=40)  # picked up at the next slow retry
+    finally:
+        relay.proc.kill()
+        relay.proc.wait()
+        with psycopg.connect(pg_conninfo("postgres"), autocommit=True) as conn:
+            conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % db)
+
+
 def test_async_subscriber_detects_gaps_and_reconnects(redis_client):
     db = "zs_gap_test"
     channel = bus_channel(db)

@@ -46,7 +46,7 @@ from .landing_plan import (
     plan_landing,
     stream_codes,
 )
-from .runtime import daemon_main, supervise
+from .runtime import Role, daemon_main, supervise
 from .settings import Settings
 
 _logger = logging.getLogger("zero_sudo.landing")
@@ -106,15 +106,15 @@ class LandingDaemon:
         self.metrics = metrics or LandingMetrics()
         self.registry = self.metrics.registry
         self.queue_name = landing_queue(settings.db_name)
-        self.role = "starting"
+        self.role = Role.STARTING
         self._ledger = RedeliveryLedger()
 
     def health(self) -> tuple[bool, dict[str, object]]:
-        return self.role == "consuming", {"role": self.role, "queue": self.queue_name}
+        return self.role is Role.CONSUMING, {"role": self.role, "queue": self.queue_name}
 
     async def run(self, stopping: asyncio.Event) -> None:
         def on_failure(_exc: BaseException) -> None:
-            self.role = "recovering"
+            self.role = Role.RECOVERING
 
         await supervise("landing", lambda: self._session(stopping), stopping, TRANSIENT_ERRORS, on_failure=on_failure)
 
@@ -126,11 +126,7 @@ class LandingDaemon:
             options="-c statement_timeout=%d" % STATEMENT_TIMEOUT_MS,
             **self.settings.libpq_kwargs(),
         ) as pg:
-            try:
-                await pg.execute("SELECT 1 FROM %s LIMIT 0" % LANDING_TABLE)  # the addon's table is there
-            except psycopg.errors.UndefinedTable:
-                _logger.error("the zero_sudo_ingest addon is not installed in database %s; waiting for it", self.settings.db_name)
-                raise
+            await pg.execute("SELECT 1 FROM %s LIMIT 0" % LANDING_TABLE)  # the addon's table is there (else: reported once)
             async with amqp_connection(self.settings.amqp_url, CLIENT_NAME) as amqp:
                 await self._consume(pg, amqp, stopping)
 
@@ -145,7 +141,7 @@ class LandingDaemon:
             inbox.put_nowait((message, time.perf_counter()))
 
         consumer_tag = await queue.consume(on_message)
-        self.role = "consuming"
+        self.role = Role.CONSUMING
         _logger.info(
             "landing consuming queue=%s prefetch=%d batch=%d/%dms",
             self.queue_name,
@@ -178,7 +174,7 @@ class LandingDaemon:
                 window.add(inbox.get_nowait(), 0.0)
                 if window.full or inbox.empty():
                     await self._land(pg, dead_exchange, window.take())
-            self.role = "stopped"
+            self.role = Role.STOPPED
             _logger.info("landing stopped")
         finally:
             for task in watch:

@@ -11,6 +11,7 @@ retried forever; the process manager restarts it and the log says why).
 from __future__ import annotations
 
 import asyncio
+import enum
 import gc
 import logging
 import os
@@ -24,7 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from zero_sudo_bus.backoff import Backoff
 
-from .errors import ConfigurationError, TransientError
+from .errors import ConfigurationError, TransientError, operator_problem
 from .logs import configure_logging
 from .ops_http import OpsServer, listening
 from .settings import OPTIONS, Settings, resolve_settings
@@ -36,6 +37,24 @@ _logger = logging.getLogger(__name__)
 STABLE_RUN_S = 30.0
 
 FORCED_EXIT_CODE = 130
+
+
+class Role(enum.StrEnum):
+    """What a daemon is doing, as its /healthz ``role`` says (the strings are an interface:
+    probes, dashboards and the tests read them). Each daemon uses the ones that apply."""
+
+    STARTING = "starting"  # not connected yet
+    STANDBY = "standby"  # relay: connected, waiting for the leader lock
+    ACTIVE = "active"  # relay: holds the leader lock and relays
+    CONSUMING = "consuming"  # landing: consuming its queue
+    POLLING = "polling"  # poller: polling its sources
+    RECOVERING = "recovering"  # a connection was lost; the supervisor retries after a backoff
+    STOPPED = "stopped"  # stopped in order after SIGTERM
+
+
+# A database to create or an addon to install waits for a person: a slow retry notices it is
+# done soon enough, without a failed connection every few seconds.
+OPERATOR_RETRY_S = 15.0
 
 
 async def wait_or_stop(stopping: asyncio.Event, delay: float) -> bool:
@@ -55,10 +74,17 @@ async def supervise(
     backoff: Backoff | None = None,
     on_failure: Callable[[BaseException], None] | None = None,
 ) -> None:
-    """Run ``work`` until ``stopping`` is set, restarting it after transient failures."""
+    """Run ``work`` until ``stopping`` is set, restarting it after transient failures.
+
+    A failure only an operator can fix (:func:`~.errors.operator_problem`) is reported once,
+    with the fix, and retried every :data:`OPERATOR_RETRY_S`; the same problem again is
+    logged at debug level only.
+    """
     backoff = backoff or Backoff()
+    operator_backoff = Backoff(base=OPERATOR_RETRY_S, cap=OPERATOR_RETRY_S)
     loop = asyncio.get_running_loop()
     retry_on = (TransientError, *transient)
+    reported: str | None = None
     while not stopping.is_set():
         started = loop.time()
         try:
@@ -68,8 +94,18 @@ async def supervise(
                 on_failure(exc)
             if loop.time() - started > STABLE_RUN_S:
                 backoff.reset()
-            delay = backoff.next_delay()
-            _logger.warning("%s failed, recovering error=%r retry_in=%.2fs", name, exc, delay)
+            problem = operator_problem(exc)
+            if problem is None:
+                reported = None
+                delay = backoff.next_delay()
+                _logger.warning("%s failed, recovering error=%r retry_in=%.2fs", name, exc, delay)
+            else:
+                delay = operator_backoff.next_delay()
+                if problem != reported:
+                    _logger.error("%s waiting: %s (retrying about every %.0fs)", name, problem, OPERATOR_RETRY_S)
+                    reported = problem
+                else:
+                    _logger.debug("%s still waiting: %s", name, problem)
             await wait_or_stop(stopping, delay)
 
 
