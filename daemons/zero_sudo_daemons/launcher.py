@@ -1,8 +1,11 @@
 """``zero-sudo-daemons``: the README's main command, one child process per daemon.
 
 Each daemon runs in a process of its own (they compete for CPU, not for a GIL) with the same
-flags and environment. The launcher forwards SIGTERM/SIGINT to every child and waits for
-their graceful shutdown; when one child dies on its own, it stops the others and exits with
+flags and environment, in a process group of its own: Ctrl-C in a terminal, or a signal to
+the launcher's whole group (as ``timeout`` and process managers send), reaches the launcher
+only, which forwards it once, so each daemon sees one signal and shuts down gracefully (a
+daemon takes a second signal as "force the exit"). A child dies with the launcher, even a
+SIGKILLed one (Linux's parent-death signal). The launcher waits for their graceful shutdown; when one child dies on its own, it stops the others and exits with
 that child's code, so the outer process manager (systemd, docker's restart policy) restarts
 the set and the failure is never hidden. The settings are checked once before any child
 starts: a bad value is one line and exit code 2, as from a single daemon, not one line per
@@ -12,6 +15,7 @@ child followed by the others being stopped.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 import subprocess
@@ -33,6 +37,13 @@ DAEMONS: dict[str, str] = {
 }
 
 SHUTDOWN_GRACE_S = 20.0  # a child still running this long after SIGTERM is killed
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the launcher dies, however it dies."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _describe_exit(code: int) -> tuple[str, int]:
@@ -63,7 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("%s: %s" % (PROG, " ".join(str(exc).split())), file=sys.stderr)
         return 2
 
-    children = {name: subprocess.Popen([sys.executable, "-m", DAEMONS[name], *passthrough]) for name in names}
+    children = {
+        name: subprocess.Popen([sys.executable, "-m", DAEMONS[name], *passthrough], process_group=0, preexec_fn=_die_with_parent)
+        for name in names
+    }
     stopping = False
 
     def forward(signum: int, _frame: object) -> None:
