@@ -1,1 +1,1 @@
-from . import exporter
+from . import exporter, dialog_export

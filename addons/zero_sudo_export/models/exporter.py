@@ -130,6 +130,13 @@ class Exporter(models.AbstractModel):
     def _export_to_attachment(self, model_name, domain, paths, fmt, name):
         """Write the export to a file, then file it as an attachment: only a complete export
         ever becomes an attachment. Runs as a zero_sudo task, through the bounded executor."""
+        mimetype = "application/json" if fmt == "json" else "application/x-ndjson"
+        return self._file_attachment(render(self._export_rows(model_name, domain, paths), fmt), name, mimetype)
+
+    @api.model
+    def _file_attachment(self, pieces, name, mimetype):
+        """An attachment of the bytes ``pieces`` yield, written to the filestore as they come:
+        the file is never whole in memory, and an export that fails leaves no attachment."""
         attachments = self.env["ir.attachment"]
         directory = attachments._filestore()
         os.makedirs(directory, exist_ok=True)
@@ -137,7 +144,7 @@ class Exporter(models.AbstractModel):
         handle, temp_path = tempfile.mkstemp(prefix="zero_sudo_export_", dir=directory)
         try:
             with os.fdopen(handle, "wb") as out:
-                for piece in render(self._export_rows(model_name, domain, paths), fmt):
+                for piece in pieces:
                     out.write(piece)
                     digest.update(piece)
                     size += len(piece)
@@ -154,9 +161,7 @@ class Exporter(models.AbstractModel):
             if os.path.exists(temp_path):
                 os.unlink(temp_path)
             raise
-        attachment = attachments.create(
-            {"name": name, "type": "binary", "mimetype": "application/json" if fmt == "json" else "application/x-ndjson"}
-        )
+        attachment = attachments.create({"name": name, "type": "binary", "mimetype": mimetype})
         # ir.attachment only files content it holds in memory (raw/datas); the file is already
         # in the filestore, so point the attachment at it instead of reading it back.
         attachment.flush_recordset()

@@ -1,1 +1,1 @@
-from . import test_export, test_streaming
+from . import test_dialog_export, test_export, test_streaming
