@@ -30,8 +30,8 @@ test: venv services browser lint
 	$(PY) -m pytest tests/
 
 lint: venv
-	$(VENV)/bin/ruff check daemons tests benchmarks
-	$(VENV)/bin/ruff format --check daemons tests benchmarks
+	$(VENV)/bin/ruff check shared daemons tests benchmarks
+	$(VENV)/bin/ruff format --check shared daemons tests benchmarks
 
 test-daemons: venv services
 	$(PY) -m pytest tests/
