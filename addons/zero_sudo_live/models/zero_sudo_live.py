@@ -98,10 +98,11 @@ class Live(models.AbstractModel):
         level: Level = Level.INFO,
         sticky: bool = False,
         url: str | None = None,
+        url_label: str | None = None,
     ) -> list[int]:
         """Show ``message`` to ``users`` through the web client's notification service, once
-        this transaction commits (see :meth:`_push`)."""
-        return self._push(users, notification(message, title, level, sticky, url))
+        this transaction commits (see :meth:`_push`); ``url`` makes a button of it."""
+        return self._push(users, notification(message, title, level, sticky, url, url_label))
 
     # -- gateway tokens ----------------------------------------------------------------------
     @api.model

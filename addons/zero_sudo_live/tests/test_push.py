@@ -70,7 +70,7 @@ class TestPushToUsers(TransactionCase):
         with self.registry.cursor() as cr:  # committed after this test's snapshot began
             cr.execute("SELECT name, create_uid FROM ir_attachment WHERE id = %s", [attachment_id])
             self.assertEqual(cr.fetchone(), ("live.csv", self.alice.id))
-        self.assertEqual(payload["url"], "/web/content/%d?download=true" % attachment_id)
+        self.assertEqual((payload["url"], payload["url_label"]), ("/web/content/%d?download=true" % attachment_id, "Download"))
         self.assertEqual(self.channels.drain(timeout=0.5), [(channel, payload)], "someone else was notified")
 
     def test_a_failed_background_task_says_why(self):

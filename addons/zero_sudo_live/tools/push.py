@@ -43,10 +43,18 @@ def encode_push(payload: Mapping[str, Any]) -> bytes:
     return data
 
 
-def notification(message: str, title: str | None = None, level: Level = Level.INFO, sticky: bool = False, url: str | None = None) -> dict:
+def notification(
+    message: str,
+    title: str | None = None,
+    level: Level = Level.INFO,
+    sticky: bool = False,
+    url: str | None = None,
+    url_label: str | None = None,
+) -> dict:
     """The payload the web client shows through Odoo's notification service.
 
-    ``url`` adds an "Open" button (a download, a record); ``sticky`` keeps it until closed.
+    ``url`` adds a button (labelled ``url_label``, "Open" by default) that opens it: a
+    download, a record; ``sticky`` keeps the notification until closed.
     """
     if not isinstance(message, str) or not message:
         raise PushRefused("a notification needs a message")
@@ -55,6 +63,8 @@ def notification(message: str, title: str | None = None, level: Level = Level.IN
         payload["title"] = title
     if url:
         payload["url"] = url
+        if url_label:
+            payload["url_label"] = url_label
     return payload
 
 

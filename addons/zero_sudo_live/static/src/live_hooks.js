@@ -57,7 +57,12 @@ export function useLiveModel({ resModel, reload, onEvent = () => true, canReload
  */
 export async function reloadInPlace(model) {
     if (model.useSampleModel) {
-        await model.load(); // sample data stands for "nothing yet": load the real thing
+        // Sample records stand for "nothing yet": once there is something, show it for real.
+        const { resModel, domain, context } = model.config;
+        if (await model.orm.searchCount(resModel, domain, { context, limit: 1 })) {
+            model.useSampleModel = false;
+            await model.load();
+        }
         return;
     }
     const root = model.root;

@@ -54,7 +54,7 @@ export const liveService = {
                 return;
             }
             const buttons = data.url
-                ? [{ name: _t("Open"), primary: true, onClick: () => browser.open(data.url, "_blank") }]
+                ? [{ name: data.url_label || _t("Open"), primary: true, onClick: () => browser.open(data.url, "_blank") }]
                 : [];
             notification.add(data.message, {
                 title: data.title,
