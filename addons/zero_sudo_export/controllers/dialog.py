@@ -26,7 +26,9 @@ class StreamingExportFormats(Export):
     @http.route()
     def formats(self):
         """Odoo's formats, then the streamed ones: the dialog lists them all as radio buttons."""
-        return super().formats() + [{"tag": fmt.tag, "label": fmt.label} for fmt in STREAM_FORMATS.values()]
+        return super().formats() + [
+            {"tag": fmt.tag, "label": fmt.label, "short": fmt.extension[1:].upper(), "streamed": True} for fmt in STREAM_FORMATS.values()
+        ]
 
 
 class DialogExportController(http.Controller):
