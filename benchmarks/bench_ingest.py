@@ -124,7 +124,8 @@ class LandedClock:
     async def wait_for(self, total: int) -> float:
         while len(self.arrivals) < total:
             self.changed.clear()
-            await asyncio.wait_for(self.changed.wait(), 60)
+            async with asyncio.timeout(60):
+                await self.changed.wait()
         return max(self.arrivals.values())
 
 

@@ -188,7 +188,8 @@ async def subscribe(db: str, counter: Counter) -> asyncio.Task:
             writer.close()
 
     task = asyncio.create_task(consume())
-    await asyncio.wait_for(confirmed.wait(), 5)
+    async with asyncio.timeout(5):
+        await confirmed.wait()
     return task
 
 

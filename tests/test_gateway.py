@@ -119,7 +119,7 @@ def test_a_session_without_a_user_of_this_database_is_no_credential(bus_db, star
         )
     client = open_client(gateway, cookie="session_id=%s" % sid)
     client.send(json.dumps({"op": "sub", "ch": ["model:res.partner"]}))
-    assert closed_with(client) == (1008, "authenticate first")
+    assert closed_with(client) == (CloseCode.POLICY_VIOLATION, "authenticate first")
     assert gateway.metric("zero_sudo_gateway_auth_failures_total") == 1
     redis_client.delete(session_key("zero_sudo:", sid))
 
@@ -128,7 +128,7 @@ def test_no_credentials_then_a_command_is_closed_with_policy_violation(bus_db, s
     gateway = start_gateway(bus_db)
     client = open_client(gateway)
     client.send(json.dumps({"op": "sub", "ch": ["model:res.partner"]}))
-    assert closed_with(client) == (1008, "authenticate first")
+    assert closed_with(client) == (CloseCode.POLICY_VIOLATION, "authenticate first")
 
 
 @pytest.mark.parametrize(
@@ -146,7 +146,7 @@ def test_refused_tokens_close_with_policy_violation_and_count(bus_db, start_gate
     gateway = start_gateway(bus_db)
     client = open_client(gateway)
     client.send(json.dumps({"op": "auth", "token": make_token(bus_db)}))
-    assert closed_with(client) == (1008, "authentication failed: %s" % reason)
+    assert closed_with(client) == (CloseCode.POLICY_VIOLATION, "authentication failed: %s" % reason)
     assert gateway.metric('zero_sudo_gateway_auth_failures_total{reason="%s"}' % reason) == 1
 
 
@@ -193,7 +193,7 @@ def test_an_oversize_frame_closes_with_message_too_big(bus_db, start_gateway):
     gateway = start_gateway(bus_db, "--gateway-max-frame-bytes", "1024")
     client = open_client(gateway)
     client.send(json.dumps({"op": "auth", "token": "x" * 2000}))
-    assert closed_with(client)[0] == 1009
+    assert closed_with(client)[0] == CloseCode.MESSAGE_TOO_BIG
 
 
 def test_a_command_flood_is_rate_limited_then_closed(bus_db, start_gateway):
@@ -204,18 +204,18 @@ def test_a_command_flood_is_rate_limited_then_closed(bus_db, start_gateway):
             client.send(json.dumps({"op": "sub", "ch": ["model:res.partner"]}))
         except ConnectionClosed:
             break
-    assert closed_with(client) == (1008, "rate limit exceeded")
+    assert closed_with(client) == (CloseCode.POLICY_VIOLATION, "rate limit exceeded")
     assert gateway.metric('zero_sudo_gateway_protocol_violations_total{code="1008"}') == 1
 
 
 @pytest.mark.parametrize(
     ("frame", "code", "reason"),
     [
-        ("{not json", 1008, "malformed command: not JSON"),
-        ("[1, 2]", 1008, "malformed command: not an object"),
-        ('{"op": "dance"}', 1008, "malformed command: unknown op"),
-        ('{"op": "sub", "ch": 5}', 1008, "malformed command: ch must be a channel name or a list of them"),
-        (b"\x00binary", 1003, "binary frames are not accepted"),
+        ("{not json", CloseCode.POLICY_VIOLATION, "malformed command: not JSON"),
+        ("[1, 2]", CloseCode.POLICY_VIOLATION, "malformed command: not an object"),
+        ('{"op": "dance"}', CloseCode.POLICY_VIOLATION, "malformed command: unknown op"),
+        ('{"op": "sub", "ch": 5}', CloseCode.POLICY_VIOLATION, "malformed command: ch must be a channel name or a list of them"),
+        (b"\x00binary", CloseCode.UNSUPPORTED_DATA, "binary frames are not accepted"),
     ],
     ids=["not-json", "not-object", "unknown-op", "bad-channels", "binary"],
 )
@@ -362,7 +362,7 @@ def test_sigterm_closes_every_client_with_going_away_then_exits(bus_db, start_ga
     clients = [authenticated_client(gateway, ["model:res.partner"])[0] for _ in range(3)]
     gateway.proc.send_signal(signal.SIGTERM)
     for client in clients:
-        assert closed_with(client)[0] == 1001
+        assert closed_with(client)[0] == CloseCode.GOING_AWAY
     assert gateway.proc.wait(20) == 0
     assert any("gateway stopped" in line for line in gateway.output)
 

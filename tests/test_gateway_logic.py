@@ -3,13 +3,16 @@
 import json
 
 import pytest
+from websockets.frames import CloseCode
 
 from zero_sudo_bus.channels import parse_channel
 from zero_sudo_bus.protocol import Op, user_channel, user_channel_prefix
 from zero_sudo_bus.tokens import MAX_TOKEN_CHARS, MAX_TOKEN_TTL_S, TokenError, sign_token, verify_token
 from zero_sudo_daemons.gateway_protocol import (
     MAX_SUBSCRIPTIONS,
+    AuthMethod,
     Command,
+    CommandOp,
     Principal,
     ProtocolViolation,
     TokenBucket,
@@ -127,24 +130,24 @@ def test_invalid_channel_names(name):
 
 
 def test_a_session_may_subscribe_to_any_model_and_its_own_user_channel_only():
-    session = Principal(7, "prod", "session")
+    session = Principal(7, "prod", AuthMethod.SESSION)
     assert session.may_subscribe(parse_channel("model:hr.employee"))
     assert session.may_subscribe(parse_channel("user:7"))
     assert not session.may_subscribe(parse_channel("user:8"))
 
 
 def test_a_token_grants_exactly_its_channels_and_model_star_every_model():
-    token = Principal(7, "prod", "token", frozenset({"model:res.partner", "user:7"}))
+    token = Principal(7, "prod", AuthMethod.TOKEN, frozenset({"model:res.partner", "user:7"}))
     assert token.may_subscribe(parse_channel("model:res.partner"))
     assert not token.may_subscribe(parse_channel("model:res.users"))
     assert token.may_subscribe(parse_channel("user:7"))
-    every_model = Principal(7, "prod", "token", frozenset({"model:*", "user:8"}))
+    every_model = Principal(7, "prod", AuthMethod.TOKEN, frozenset({"model:*", "user:8"}))
     assert every_model.may_subscribe(parse_channel("model:res.users"))
     assert not every_model.may_subscribe(parse_channel("user:8")), "a user channel is its owner's, whatever the grant"
 
 
 def test_plan_subscribe_accepts_refuses_and_caps():
-    token = Principal(7, "prod", "token", frozenset({"model:*"}))
+    token = Principal(7, "prod", AuthMethod.TOKEN, frozenset({"model:*"}))
     plan = plan_subscribe(token, ["model:a"], ["model:a", "model:b", "user:7", "bad name"])
     assert [c.name for c in plan.accepted] == ["model:a", "model:b"]
     assert plan.refused == (("user:7", "forbidden"), ("bad name", "invalid"))
@@ -158,36 +161,38 @@ def test_plan_subscribe_accepts_refuses_and_caps():
 
 
 def test_parse_commands():
-    assert parse_command('{"op":"auth","token":"v1.x.y"}') == Command("auth", token="v1.x.y")
-    assert parse_command('{"op":"sub","ch":"model:a","id":3}') == Command("sub", 3, ("model:a",))
+    assert parse_command('{"op":"auth","token":"v1.x.y"}') == Command(CommandOp.AUTH, token="v1.x.y")
+    assert parse_command('{"op":"sub","ch":"model:a","id":3}') == Command(CommandOp.SUB, 3, ("model:a",))
     assert parse_command('{"op":"unsub","ch":["model:a","model:a","model:b"],"id":"x"}') == Command(
-        "unsub", "x", ("model:a", "model:b")
+        CommandOp.UNSUB, "x", ("model:a", "model:b")
     )
 
 
 @pytest.mark.parametrize(
     ("frame", "code"),
     [
-        (b"{}", 1003),
-        ("", 1008),
-        ("{", 1008),
-        ("[" * 100_000, 1008),
-        ("null", 1008),
-        ('{"op":"sub"}', 1008),
-        ('{"op":"sub","ch":[]}', 1008),
-        ('{"op":"sub","ch":[1]}', 1008),
-        ('{"op":"sub","ch":"model:a","id":{}}', 1008),
-        ('{"op":"sub","ch":"model:a","id":"%s"}' % ("x" * 65), 1008),
-        ('{"op":"auth"}', 1008),
-        ('{"op":"auth","token":1}', 1008),
-        ('{"op":"AUTH","token":"x"}', 1008),
-        (json.dumps({"op": "sub", "ch": ["model:m%d" % i for i in range(MAX_SUBSCRIPTIONS + 1)]}), 1008),
+        (b"{}", CloseCode.UNSUPPORTED_DATA),
+        ("", CloseCode.POLICY_VIOLATION),
+        ("{", CloseCode.POLICY_VIOLATION),
+        ("[" * 100_000, CloseCode.POLICY_VIOLATION),
+        ("null", CloseCode.POLICY_VIOLATION),
+        ('{"op":"sub"}', CloseCode.POLICY_VIOLATION),
+        ('{"op":"sub","ch":[]}', CloseCode.POLICY_VIOLATION),
+        ('{"op":"sub","ch":[1]}', CloseCode.POLICY_VIOLATION),
+        ('{"op":"sub","ch":"model:a","id":{}}', CloseCode.POLICY_VIOLATION),
+        ('{"op":"sub","ch":"model:a","id":"%s"}' % ("x" * 65), CloseCode.POLICY_VIOLATION),
+        ('{"op":"auth"}', CloseCode.POLICY_VIOLATION),
+        ('{"op":"auth","token":1}', CloseCode.POLICY_VIOLATION),
+        ('{"op":"AUTH","token":"x"}', CloseCode.POLICY_VIOLATION),
+        ('{"op":["sub"],"ch":"model:a"}', CloseCode.POLICY_VIOLATION),
+        ('{"op":null,"ch":"model:a"}', CloseCode.POLICY_VIOLATION),
+        (json.dumps({"op": "sub", "ch": ["model:m%d" % i for i in range(MAX_SUBSCRIPTIONS + 1)]}), CloseCode.POLICY_VIOLATION),
     ],
 )
 def test_malformed_commands_are_violations_with_a_close_code(frame, code):
     with pytest.raises(ProtocolViolation) as info:
         parse_command(frame)
-    assert info.value.code == code
+    assert info.value.code is code
 
 
 # -- rate limit ----------------------------------------------------------------------------------
@@ -242,9 +247,9 @@ def test_server_messages():
         "seq": 9,
     }
     assert json.loads(encode_resync("gap")) == {"t": "resync", "reason": "gap"}
-    hello = json.loads(encode_hello(Principal(7, "prod", "token", frozenset({"user:7", "model:*"}))))
+    hello = json.loads(encode_hello(Principal(7, "prod", AuthMethod.TOKEN, frozenset({"user:7", "model:*"}))))
     assert hello == {"t": "hello", "uid": 7, "db": "prod", "auth": "token", "grants": ["model:*", "user:7"]}
-    reply = json.loads(encode_reply(Command("sub", 5), ["model:a"], [("user:9", "forbidden")]))
+    reply = json.loads(encode_reply(Command(CommandOp.SUB, 5), ["model:a"], [("user:9", "forbidden")]))
     assert reply == {"t": "subscribed", "ch": ["model:a"], "refused": [{"ch": "user:9", "reason": "forbidden"}], "id": 5}
 
 

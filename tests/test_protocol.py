@@ -11,6 +11,8 @@ from zero_sudo_bus.protocol import (
     MAX_RECORD_ID,
     BusMessage,
     ChangeBatch,
+    FlushReason,
+    MessageKind,
     Op,
     Rejected,
     bus_channel,
@@ -129,9 +131,13 @@ def test_decoder_never_raises_on_odd_inputs():
 
 def test_bus_messages_round_trip():
     change = decode_bus_message(encode_change_message("ep", 3, KEY, Op.UNLINK, [5, 6]))
-    assert change == BusMessage("ep", 3, "change", KEY, Op.UNLINK, (5, 6))
-    flush = decode_bus_message(encode_flush_message("ep", 0, "start"))
-    assert flush == BusMessage("ep", 0, "flush", reason="start")
+    assert change == BusMessage("ep", 3, MessageKind.CHANGE, KEY, Op.UNLINK, (5, 6))
+    flush = decode_bus_message(encode_flush_message("ep", 0, FlushReason.START))
+    assert flush == BusMessage("ep", 0, MessageKind.FLUSH, reason=FlushReason.START)
+    assert change.kind is MessageKind.CHANGE and flush.kind is MessageKind.FLUSH and flush.reason is FlushReason.START
+    # A reason this version does not know is kept as text: still a flush, and still said why.
+    unknown = decode_bus_message(b'{"v":1,"epoch":"ep","seq":0,"kind":"flush","reason":"rebalance"}')
+    assert unknown == BusMessage("ep", 0, MessageKind.FLUSH, reason="rebalance")
 
 
 def test_bus_message_size_is_bounded():

@@ -308,7 +308,8 @@ def test_async_subscriber_detects_gaps_and_reconnects(redis_client):
             client_name="zs_gap_test",
         )
         task = asyncio.create_task(subscriber.run())
-        await asyncio.wait_for(subscriber.connected.wait(), 5)
+        async with asyncio.timeout(5):
+            await subscriber.connected.wait()
         for seq in (0, 1, 2, 4):
             message = (
                 encode_flush_message("e1", 0, "start") if seq == 0 else encode_change_message("e1", seq, PARTNER, Op.WRITE, [seq])

@@ -5,7 +5,7 @@ import random
 import pytest
 
 from zero_sudo_bus.backoff import Backoff
-from zero_sudo_bus.protocol import BusMessage, ChangeBatch, Op
+from zero_sudo_bus.protocol import BusMessage, ChangeBatch, FlushReason, MessageKind, Op
 from zero_sudo_bus.subscriber import BusDispatcher, SequenceTracker
 from zero_sudo_daemons.coalescing import Coalescer
 from zero_sudo_daemons.errors import ConfigurationError
@@ -52,20 +52,20 @@ def test_backoff_doubles_with_jitter_up_to_the_cap_and_resets():
 
 def _msg(epoch, seq, kind="change"):
     if kind == "flush":
-        return BusMessage(epoch, seq, "flush", reason="start")
-    return BusMessage(epoch, seq, "change", 1, Op.WRITE, (1,))
+        return BusMessage(epoch, seq, MessageKind.FLUSH, reason=FlushReason.START)
+    return BusMessage(epoch, seq, MessageKind.CHANGE, 1, Op.WRITE, (1,))
 
 
 def test_sequence_tracker_detects_gaps_and_epoch_changes():
     tracker = SequenceTracker()
     assert tracker.observe(_msg("a", 5)) is None  # first message after subscribing
     assert tracker.observe(_msg("a", 6)) is None
-    assert tracker.observe(_msg("a", 8)) == "gap"
+    assert tracker.observe(_msg("a", 8)) is FlushReason.GAP
     assert tracker.observe(_msg("a", 9)) is None
-    assert tracker.observe(_msg("b", 3)) == "epoch"
-    assert tracker.observe(_msg("c", 0, "flush")) == "start"
+    assert tracker.observe(_msg("b", 3)) is FlushReason.EPOCH
+    assert tracker.observe(_msg("c", 0, "flush")) is FlushReason.START
     assert tracker.observe(_msg("c", 1)) is None
-    assert tracker.observe(_msg("c", 1)) == "gap"  # a replay is not "in order" either
+    assert tracker.observe(_msg("c", 1)) is FlushReason.GAP  # a replay is not "in order" either
 
 
 def test_dispatcher_counts_garbage_and_flushes_before_applying():

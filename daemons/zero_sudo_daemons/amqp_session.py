@@ -42,7 +42,8 @@ async def amqp_connection(url: str, name: str) -> AsyncIterator[aio_pika.abc.Abs
         yield connection
     finally:
         try:
-            await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT_S)
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await connection.close()
         except (TimeoutError, OSError, aiormq.exceptions.AMQPError, RuntimeError) as exc:
             _logger.info("RabbitMQ connection closed uncleanly: %r", exc)
 

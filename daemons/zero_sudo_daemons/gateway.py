@@ -37,6 +37,7 @@ import time
 from collections.abc import Collection, Iterable, Sequence
 from http import HTTPStatus
 from importlib import resources
+from typing import assert_never
 
 import redis
 import redis.asyncio
@@ -51,12 +52,14 @@ from websockets.protocol import Event, State
 from zero_sudo_bus.channels import MAX_USER_MESSAGE_BYTES, MODEL_PREFIX, USER_PREFIX
 from zero_sudo_bus.protocol import BusMessage, model_key, user_channel_prefix
 from zero_sudo_bus.sessions import decode_session, session_key, session_uid
-from zero_sudo_bus.subscriber import HEALTH_CHECK_INTERVAL_S, TRANSIENT_REDIS_ERRORS, AsyncBusSubscriber
+from zero_sudo_bus.subscriber import TRANSIENT_REDIS_ERRORS, AsyncBusSubscriber, Subscription, follow_async
 from zero_sudo_bus.tokens import TokenError, verify_token
 
 from .errors import ZeroSudoDaemonError
 from .gateway_protocol import (
+    AuthMethod,
     Command,
+    CommandOp,
     Principal,
     ProtocolViolation,
     TokenBucket,
@@ -72,7 +75,7 @@ from .gateway_protocol import (
     plan_subscribe,
     session_id_from_cookie,
 )
-from .runtime import daemon_main, supervise
+from .runtime import daemon_main, supervise, task_group
 from .settings import Settings
 
 _logger = logging.getLogger("zero_sudo.gateway")
@@ -107,10 +110,6 @@ LISTEN_BACKLOG = 4096
 SESSION_POOL_SIZE = 16
 SESSION_LOOKUP_TIMEOUT_S = 2.0
 
-# Close codes (RFC 6455 section 7.4.1).
-CLOSE_POLICY = CloseCode.POLICY_VIOLATION  # authentication failure, rate limit, forbidden command
-CLOSE_TRY_AGAIN = CloseCode.TRY_AGAIN_LATER  # slow consumer, or the session store is unreachable
-
 # Inbound bytes are handed to the WebSocket parser this many at a time, the rate limit being
 # checked in between: a flooder's frames stop being parsed (and pings answered) within 4 KiB
 # of going over, instead of after a whole 256 KiB read of 6-byte pings (43 000 frames).
@@ -126,11 +125,15 @@ GC_SLOW_PAUSE_S = 0.1
 
 
 class Refusal(enum.Enum):
-    """Why the gateway closes a connection on its own initiative: the close code and reason."""
+    """Why the gateway closes a connection on its own initiative: the close code and reason.
 
-    FLOOD = (CLOSE_POLICY, "rate limit exceeded")  # more frames than the rate limit allows
-    SLOW = (CLOSE_TRY_AGAIN, "too slow: reconnect and resync")  # outgoing buffer past its bound
-    AUTH_TIMEOUT = (CLOSE_POLICY, "authentication timeout")  # no credentials in AUTH_TIMEOUT_S
+    Close codes are websockets' :class:`CloseCode` (RFC 6455 section 7.4.1): POLICY_VIOLATION
+    (1008) for what the client did wrong, TRY_AGAIN_LATER (1013) for what a reconnection fixes.
+    """
+
+    FLOOD = (CloseCode.POLICY_VIOLATION, "rate limit exceeded")  # more frames than the rate limit allows
+    SLOW = (CloseCode.TRY_AGAIN_LATER, "too slow: reconnect and resync")  # outgoing buffer past its bound
+    AUTH_TIMEOUT = (CloseCode.POLICY_VIOLATION, "authentication timeout")  # no credentials in AUTH_TIMEOUT_S
 
     @property
     def code(self) -> CloseCode:
@@ -374,22 +377,22 @@ class Gateway:
         )
         self._sessions = redis.asyncio.Redis.from_pool(pool)  # closing it closes the pool
         server = await self._serve()
-        workers = [
-            asyncio.create_task(supervise("bus subscriber", self.bus.run, stopping, TRANSIENT_REDIS_ERRORS)),
-            asyncio.create_task(supervise("user channels", self._follow_user_channels, stopping, TRANSIENT_REDIS_ERRORS)),
-            asyncio.create_task(self._freeze_survivors()),
-        ]
-        stop_wait = asyncio.create_task(stopping.wait())
         try:
-            await asyncio.wait([stop_wait, *workers], return_when=asyncio.FIRST_COMPLETED)
-            for worker in workers:
-                if worker.done():
-                    worker.result()  # a bug in the work loop: crash, the process manager restarts us
+            # A worker that fails has a bug (the supervisors retry what Redis does): the group
+            # ends, and the process with it; the process manager restarts it.
+            async with task_group() as tasks:
+                workers = (
+                    tasks.create_task(supervise("bus subscriber", self.bus.run, stopping, TRANSIENT_REDIS_ERRORS)),
+                    tasks.create_task(supervise("user channels", self._follow_user_channels, stopping, TRANSIENT_REDIS_ERRORS)),
+                    tasks.create_task(self._freeze_survivors()),
+                )
+                try:
+                    await stopping.wait()
+                finally:
+                    await self._shut_down(server)  # stopping, or a worker failed: clients get 1001
+                    for worker in workers:
+                        worker.cancel()
         finally:
-            await self._shut_down(server)
-            for task in (stop_wait, *workers):
-                task.cancel()
-            await asyncio.gather(stop_wait, *workers, return_exceptions=True)
             await self._sessions.aclose()
 
     async def _serve(self) -> Server:
@@ -448,7 +451,8 @@ class Gateway:
         _logger.info("gateway stopping: closing %d connections with 1001", len(self._connections))
         server.close(close_connections=True)
         try:
-            await asyncio.wait_for(server.wait_closed(), SHUTDOWN_DRAIN_S)
+            async with asyncio.timeout(SHUTDOWN_DRAIN_S):
+                await server.wait_closed()
         except TimeoutError:
             _logger.warning("gateway drain timed out: aborting %d connections", len(self._connections))
             for connection in list(self._connections):
@@ -494,11 +498,12 @@ class Gateway:
             async for frame in connection:
                 self._on_frame(connection, frame)
         except ProtocolViolation as exc:
-            self.metrics.violations.labels(str(exc.code)).inc()
+            self.metrics.violations.labels(str(int(exc.code))).inc()
             await self._close(connection, exc.code, exc.reason)
         except AuthenticationFailed as exc:
             self.metrics.auth_failures.labels(exc.reason).inc()
-            code = CLOSE_TRY_AGAIN if exc.reason == "store_unavailable" else CLOSE_POLICY
+            # An unreachable session store is the gateway's problem: the client may retry.
+            code = CloseCode.TRY_AGAIN_LATER if exc.reason == "store_unavailable" else CloseCode.POLICY_VIOLATION
             await self._close(connection, code, "authentication failed: %s" % exc.reason)
         except ConnectionClosed:
             pass
@@ -522,7 +527,7 @@ class Gateway:
             # a token: count it and leave the connection waiting for one.
             self.metrics.auth_failures.labels("session_unknown" if session is None else "session_not_logged_in").inc()
             return
-        self._authenticated_as(connection, Principal(uid, self.settings.db_name, "session"))
+        self._authenticated_as(connection, Principal(uid, self.settings.db_name, AuthMethod.SESSION))
 
     def _authenticated_as(self, connection: GatewayConnection, principal: Principal) -> None:
         connection.principal = principal
@@ -541,14 +546,16 @@ class Gateway:
         if connection.refused is not None:
             return  # queued before the refusal: the connection is closing, nothing to answer
         command = parse_command(frame)  # the frame was charged to the rate limit when parsed
-        if command.op == "auth":
+        if command.op is CommandOp.AUTH:
             self._authenticate_by_token(connection, command)
         elif connection.principal is None:
             raise ProtocolViolation("authenticate first")
-        elif command.op == "sub":
+        elif command.op is CommandOp.SUB:
             self._subscribe(connection, command)
-        else:
+        elif command.op is CommandOp.UNSUB:
             self._unsubscribe(connection, command)
+        else:
+            assert_never(command.op)
 
     def _authenticate_by_token(self, connection: GatewayConnection, command: Command) -> None:
         if connection.principal is not None:
@@ -562,7 +569,7 @@ class Gateway:
             raise AuthenticationFailed(exc.reason) from None
         if claims.db != self.settings.db_name:
             raise AuthenticationFailed("wrong_db")
-        self._authenticated_as(connection, Principal(claims.uid, claims.db, "token", claims.channels))
+        self._authenticated_as(connection, Principal(claims.uid, claims.db, AuthMethod.TOKEN, claims.channels))
 
     def _subscribe(self, connection: GatewayConnection, command: Command) -> None:
         plan = plan_subscribe(connection.principal, connection.channels, command.channels)
@@ -605,10 +612,11 @@ class Gateway:
         self._connections.discard(connection)
 
     # -- closing -------------------------------------------------------------------------
-    async def _close(self, connection: GatewayConnection, code: int, reason: str) -> None:
+    async def _close(self, connection: GatewayConnection, code: CloseCode, reason: str) -> None:
         """Close with ``code``, aborting the TCP connection if the client does not answer."""
         try:
-            await asyncio.wait_for(connection.close(code, reason), CLOSE_TIMEOUT_S)
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await connection.close(code, reason)
         except TimeoutError:
             connection.transport.abort()
 
@@ -625,7 +633,7 @@ class Gateway:
                 connection.transport.get_write_buffer_size(),
             )
         elif refusal is Refusal.FLOOD:  # AUTH_TIMEOUT is counted as an authentication failure
-            self.metrics.violations.labels(str(refusal.code.value)).inc()
+            self.metrics.violations.labels(str(int(refusal.code))).inc()
             _logger.info(
                 "client refused code=%d reason=%s uid=%s",
                 refusal.code,
@@ -702,24 +710,20 @@ class Gateway:
 
     # -- user channels -------------------------------------------------------------------------
     async def _follow_user_channels(self) -> None:
-        """One pattern subscription to every user channel of the database, for all clients."""
-        client = redis.asyncio.Redis.from_url(
-            self.settings.redis_url,
-            health_check_interval=HEALTH_CHECK_INTERVAL_S,
-            socket_keepalive=True,
-            client_name=CLIENT_NAME,
-        )
+        """One pattern subscription to every user channel of the database, for all clients.
+
+        The same subscribe-and-listen logic as the relay's channel (:class:`Subscription`):
+        connected only once Redis confirmed the PSUBSCRIBE, so /healthz never reports user
+        channels that a dead Redis would not deliver.
+        """
+        subscription = Subscription(self._user_prefix + "*", self._user_channels_confirmed, self._on_user_message, pattern=True)
         try:
-            async with client.pubsub() as pubsub:
-                await pubsub.psubscribe(self._user_prefix + "*")
-                self._user_channels_connected = True
-                while True:
-                    message = await pubsub.get_message(timeout=HEALTH_CHECK_INTERVAL_S)
-                    if message is not None and message["type"] == "pmessage":
-                        self._on_user_message(message["channel"], message["data"])
+            await follow_async(self.settings.redis_url, CLIENT_NAME, subscription)
         finally:
             self._user_channels_connected = False
-            await client.aclose()
+
+    def _user_channels_confirmed(self) -> None:
+        self._user_channels_connected = True
 
     def _on_user_message(self, redis_channel: bytes, data: bytes) -> None:
         self.metrics.events_in.labels("user").inc()

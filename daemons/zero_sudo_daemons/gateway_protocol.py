@@ -14,11 +14,14 @@ pushes ``event`` and ``resync`` messages (see :func:`encode_event` and friends).
 
 from __future__ import annotations
 
+import enum
 import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
+
+from websockets.frames import CloseCode
 
 from zero_sudo_bus.channels import ALL_MODELS, MAX_MODEL_NAME, MAX_SUBSCRIPTIONS, Channel, parse_channel, user_channel_name
 from zero_sudo_bus.protocol import Op
@@ -30,18 +33,26 @@ _OP_NAMES = {Op.CREATE: "create", Op.WRITE: "write", Op.UNLINK: "unlink"}
 
 
 class ProtocolViolation(Exception):
-    """A frame the protocol does not allow: the connection is closed with ``code``."""
+    """A frame the protocol does not allow: the connection is closed with ``code``.
 
-    POLICY = 1008  # RFC 6455: a message that violates the endpoint's policy
-    UNSUPPORTED = 1003  # RFC 6455: a data type the endpoint cannot accept (binary frames)
+    ``code`` is ``POLICY_VIOLATION`` (1008) for a malformed or forbidden command, or
+    ``UNSUPPORTED_DATA`` (1003) for a binary frame: a data type the gateway cannot accept.
+    """
 
-    def __init__(self, reason: str, code: int = POLICY) -> None:
+    def __init__(self, reason: str, code: CloseCode = CloseCode.POLICY_VIOLATION) -> None:
         super().__init__(reason)
         self.reason = reason
         self.code = code
 
 
 # -- channels ------------------------------------------------------------------------------
+
+
+class AuthMethod(enum.StrEnum):
+    """How a client proved who it is (the ``auth`` of the ``hello`` message)."""
+
+    SESSION = "session"  # the Odoo ``session_id`` cookie of a logged-in session
+    TOKEN = "token"  # an HMAC token Odoo minted, sent in the first command
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +66,7 @@ class Principal:
 
     uid: int
     db: str
-    method: str  # "session" or "token"
+    method: AuthMethod
     grants: frozenset[str] | None = None
 
     def may_subscribe(self, channel: Channel) -> bool:
@@ -81,11 +92,22 @@ def session_id_from_cookie(header: str | None) -> str | None:
 # -- commands ------------------------------------------------------------------------------
 
 
+class CommandOp(enum.StrEnum):
+    """What a client command asks for (its ``op``); nothing else is a command."""
+
+    AUTH = "auth"  # authenticate with a token
+    SUB = "sub"  # subscribe to channels
+    UNSUB = "unsub"  # unsubscribe from channels
+
+
+_COMMAND_OPS = {op.value: op for op in CommandOp}
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
     """One parsed client command; ``channels`` only for sub/unsub, ``token`` only for auth."""
 
-    op: str
+    op: CommandOp
     id: int | str | None = None
     channels: tuple[str, ...] = ()
     token: str = ""
@@ -98,7 +120,7 @@ def parse_command(frame: str | bytes) -> Command:
     unknown is not a violation: it is refused by :func:`plan_subscribe` with an error reply.
     """
     if not isinstance(frame, str):
-        raise ProtocolViolation("binary frames are not accepted", ProtocolViolation.UNSUPPORTED)
+        raise ProtocolViolation("binary frames are not accepted", CloseCode.UNSUPPORTED_DATA)
     try:
         body = json.loads(frame)
     except (ValueError, RecursionError):
@@ -110,22 +132,23 @@ def parse_command(frame: str | bytes) -> Command:
         type(command_id) is int or (type(command_id) is str and len(command_id) <= MAX_COMMAND_ID_CHARS)
     ):
         raise ProtocolViolation("malformed command: bad id")
-    op = body.get("op")
-    if op == "auth":
+    raw_op = body.get("op")
+    op = _COMMAND_OPS.get(raw_op) if type(raw_op) is str else None  # a list or dict is no key
+    if op is None:
+        raise ProtocolViolation("malformed command: unknown op")
+    if op is CommandOp.AUTH:
         token = body.get("token")
         if type(token) is not str:
             raise ProtocolViolation("malformed command: auth needs a token")
-        return Command("auth", command_id, token=token)
-    if op in ("sub", "unsub"):
-        channels = body.get("ch")
-        if type(channels) is str:
-            channels = [channels]
-        if type(channels) is not list or not channels or not all(type(c) is str for c in channels):
-            raise ProtocolViolation("malformed command: ch must be a channel name or a list of them")
-        if len(channels) > MAX_SUBSCRIPTIONS:
-            raise ProtocolViolation("malformed command: more than %d channels" % MAX_SUBSCRIPTIONS)
-        return Command(op, command_id, channels=tuple(dict.fromkeys(channels)))
-    raise ProtocolViolation("malformed command: unknown op")
+        return Command(op, command_id, token=token)
+    channels = body.get("ch")
+    if type(channels) is str:
+        channels = [channels]
+    if type(channels) is not list or not channels or not all(type(c) is str for c in channels):
+        raise ProtocolViolation("malformed command: ch must be a channel name or a list of them")
+    if len(channels) > MAX_SUBSCRIPTIONS:
+        raise ProtocolViolation("malformed command: more than %d channels" % MAX_SUBSCRIPTIONS)
+    return Command(op, command_id, channels=tuple(dict.fromkeys(channels)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +262,7 @@ def encode_hello(principal: Principal) -> str:
 
 def encode_reply(command: Command, channels: Iterable[str], refused: Iterable[tuple[str, str]] = ()) -> str:
     """The answer to ``sub``/``unsub``: ``subscribed``/``unsubscribed`` plus any refusals."""
-    body: dict[str, object] = {"t": "subscribed" if command.op == "sub" else "unsubscribed", "ch": list(channels)}
+    body: dict[str, object] = {"t": "subscribed" if command.op is CommandOp.SUB else "unsubscribed", "ch": list(channels)}
     refused = [{"ch": name, "reason": reason} for name, reason in refused]
     if refused:
         body["refused"] = refused

@@ -153,8 +153,8 @@ class LandingDaemon:
             self.settings.landing_batch_size, self.settings.landing_batch_ms / 1000
         )
         watch = {
-            asyncio.ensure_future(stopping.wait()): "stopping",
-            asyncio.ensure_future(amqp.closed()): "RabbitMQ connection lost",
+            asyncio.create_task(stopping.wait()): "stopping",
+            amqp.closed(): "RabbitMQ connection lost",  # already a future (shielded: cancelling it is safe)
         }
         try:
             while not stopping.is_set():
@@ -190,7 +190,7 @@ class LandingDaemon:
             if remaining == 0.0:
                 return
             timeout = LIVENESS_CHECK_S if remaining is None else min(remaining, LIVENESS_CHECK_S)
-            getter = asyncio.ensure_future(inbox.get())
+            getter = asyncio.create_task(inbox.get())
             await asyncio.wait({getter, *watch}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             if not getter.done():
                 getter.cancel()  # due, idle for a liveness check, or something watched happened

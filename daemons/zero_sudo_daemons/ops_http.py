@@ -110,7 +110,8 @@ class OpsServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
+                async with asyncio.timeout(READ_TIMEOUT_S):
+                    head = await reader.readuntil(b"\r\n\r\n")
             except TimeoutError:
                 writer.write(_json(408, {"error": "request head not received in time"}))
                 return

@@ -23,11 +23,12 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import aio_pika
 import aiohttp
 import aiormq
-from aio_pika.abc import AbstractExchange
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from zero_sudo_bus.backoff import Backoff
@@ -45,7 +46,7 @@ from .polling import (
     load_sources,
     retry_backoff,
 )
-from .runtime import daemon_main, supervise, wait_or_stop
+from .runtime import Role, daemon_main, supervise, task_group, wait_or_stop
 from .settings import Settings
 
 _logger = logging.getLogger("zero_sudo.poller")
@@ -112,7 +113,7 @@ class Poller:
         self.metrics = metrics or PollerMetrics()
         self.registry = self.metrics.registry
         self.rng = rng or random.Random()
-        self.role = "starting"
+        self.role = Role.STARTING
         self._slots = asyncio.Semaphore(settings.poller_concurrency)
         self._states = {
             s.name: SourceState(
@@ -123,11 +124,11 @@ class Poller:
         }
 
     def health(self) -> tuple[bool, dict[str, object]]:
-        return self.role == "polling", {"role": self.role, "sources": len(self.sources)}
+        return self.role is Role.POLLING, {"role": self.role, "sources": len(self.sources)}
 
     async def run(self, stopping: asyncio.Event) -> None:
         def on_failure(_exc: BaseException) -> None:
-            self.role = "recovering"
+            self.role = Role.RECOVERING
 
         await supervise("poller", lambda: self._session(stopping), stopping, TRANSIENT_ERRORS, on_failure=on_failure)
 
@@ -138,31 +139,29 @@ class Poller:
             exchange = exchanges[EXCHANGE]
             timeout = aiohttp.ClientTimeout(total=self.settings.poller_timeout_ms / 1000)
             async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": "zero_sudo-poller"}) as http:
-                self.role = "polling"
+                self.role = Role.POLLING
                 _logger.info("poller polling sources=%d concurrency=%d", len(self.sources), self.settings.poller_concurrency)
-                pollers = [
-                    asyncio.create_task(self._poll_forever(s, http, exchange, stopping), name="poll:" + s.name)
-                    for s in self.sources
-                ]
-                closed = asyncio.ensure_future(amqp.closed())
-                stop = asyncio.ensure_future(stopping.wait())
-                try:
-                    done: set[asyncio.Future] = set()
-                    while not done:
-                        done, _ = await asyncio.wait(
-                            {*pollers, closed, stop}, timeout=LIVENESS_CHECK_S, return_when=asyncio.FIRST_COMPLETED
-                        )
-                        if not done and connection_lost(amqp, channel):
-                            raise ConnectionLost("RabbitMQ connection lost")
-                    for task in done & set(pollers):
-                        task.result()  # a publishing failure ends the session
-                    if closed in done and not stopping.is_set():
-                        raise ConnectionLost("RabbitMQ connection lost")
-                    await asyncio.gather(*pollers)  # stopping: each finishes the poll in hand
-                    self.role = "stopped"
-                finally:
-                    for task in (*pollers, closed, stop):
-                        task.cancel()
+                # One source's publishing failure, or RabbitMQ gone, ends the session (and every
+                # poll in flight); stopping lets each source finish the poll in hand.
+                async with task_group() as tasks:
+                    for s in self.sources:
+                        tasks.create_task(self._poll_forever(s, http, exchange, stopping), name="poll:" + s.name)
+                    watch = tasks.create_task(self._watch_amqp(amqp, channel), name="poll:amqp")
+                    await stopping.wait()
+                    watch.cancel()
+                self.role = Role.STOPPED
+
+    async def _watch_amqp(self, amqp: AbstractConnection, channel: AbstractChannel) -> NoReturn:
+        """Raise :class:`ConnectionLost` as soon as RabbitMQ is gone: closed, or found dead by
+        the check every :data:`LIVENESS_CHECK_S` (a dead socket is not always reported)."""
+        while not connection_lost(amqp, channel):
+            try:
+                async with asyncio.timeout(LIVENESS_CHECK_S):
+                    await amqp.closed()  # a fresh shielded future each time: a timeout cancels only it
+                break
+            except TimeoutError:
+                continue
+        raise ConnectionLost("RabbitMQ connection lost")
 
     async def _poll_forever(
         self, source: Source, http: aiohttp.ClientSession, exchange: AbstractExchange, stopping: asyncio.Event

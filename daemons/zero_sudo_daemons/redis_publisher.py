@@ -68,11 +68,13 @@ class RedisPublisher:
         except ValueError as exc:
             raise ConfigurationError("bad redis_url %r: %s" % (url, exc)) from None
         if "path" in options:
-            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(options["path"]), timeout)
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_unix_connection(options["path"])
         else:
             host, port = options.get("host", "127.0.0.1"), options.get("port", 6379)
             tls = ssl.create_default_context() if url.startswith("rediss://") else None  # as redis-py does
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=tls), timeout)
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(host, port, ssl=tls)
         publisher = cls(reader, writer)
         setup: list[bytes] = []
         if options.get("password"):
@@ -81,8 +83,10 @@ class RedisPublisher:
         if options.get("db"):
             setup.append(encode_command(b"SELECT", str(options["db"]).encode()))
         setup.append(encode_command(b"CLIENT", b"SETNAME", client_name.encode()))
-        await asyncio.wait_for(publisher._execute(setup), timeout)
-        replies = await asyncio.wait_for(publisher._execute([encode_command(b"SCRIPT", b"LOAD", FENCED_PUBLISH)]), timeout)
+        async with asyncio.timeout(timeout):
+            await publisher._execute(setup)
+        async with asyncio.timeout(timeout):
+            replies = await publisher._execute([encode_command(b"SCRIPT", b"LOAD", FENCED_PUBLISH)])
         publisher._fenced_publish_sha = replies[0]
         return publisher
 

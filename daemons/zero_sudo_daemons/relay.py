@@ -31,6 +31,7 @@ import secrets
 import sys
 import time
 from collections.abc import Sequence
+from typing import NoReturn
 
 import psycopg2
 import psycopg2.extensions
@@ -40,6 +41,7 @@ from zero_sudo_bus.lockhash import deterministic_hash
 from zero_sudo_bus.protocol import (
     PG_CHANNEL,
     FlushReason,
+    MessageKind,
     Rejected,
     bus_channel,
     chunk_ids,
@@ -54,7 +56,7 @@ from .errors import ConnectionLost
 from .logs import LogThrottle
 from .pg_async import AsyncPgConnection
 from .redis_publisher import RedisPublisher
-from .runtime import daemon_main, supervise, wait_or_stop
+from .runtime import Role, daemon_main, supervise, task_group, wait_or_stop
 from .settings import Settings
 
 _logger = logging.getLogger("zero_sudo.relay")
@@ -124,12 +126,12 @@ class Relay:
         self.registry = self.metrics.registry
         self.channel = bus_channel(settings.db_name)
         self.epoch_key = epoch_key(settings.db_name)
-        self.role = "starting"
+        self.role = Role.STARTING
         self.epoch: str | None = None
         self._seq = 0
         self._epochs_started = 0
         self._coalescer = Coalescer(settings.relay_max_pending_ids)
-        self._flush_reason = FlushReason.START.value
+        self._flush_reason = FlushReason.START
         self._wakeup = asyncio.Event()
         self._closing = False
         self._log_throttle = LogThrottle()
@@ -138,12 +140,12 @@ class Relay:
     # -- health ------------------------------------------------------------------------
     def health(self) -> tuple[bool, dict[str, object]]:
         """Healthy while active or standing by; not while recovering from a lost connection."""
-        return self.role in ("active", "standby"), {"role": self.role, "epoch": self.epoch, "channel": self.channel}
+        return self.role in (Role.ACTIVE, Role.STANDBY), {"role": self.role, "epoch": self.epoch, "channel": self.channel}
 
     # -- the supervised work loop ------------------------------------------------------
     async def run(self, stopping: asyncio.Event) -> None:
         def on_failure(_exc: BaseException) -> None:
-            self.role = "recovering"
+            self.role = Role.RECOVERING
             self.metrics.active.set(0)
 
         await supervise("relay", lambda: self._run_epoch(stopping), stopping, TRANSIENT_ERRORS, on_failure=on_failure)
@@ -154,7 +156,7 @@ class Relay:
         )
         lost = pg.lost
         try:
-            self.role = "standby"
+            self.role = Role.STANDBY
             if not await self._become_leader(pg, stopping, lost):
                 return
             # The lease: a leader silent this long loses its session, and the lock with it.
@@ -182,32 +184,30 @@ class Relay:
         await bus.claim_epoch(self.epoch_key, self.epoch)
         pg.listen_with(self._on_notifications)
         await pg.execute('LISTEN "%s"' % PG_CHANNEL, (), KEEPALIVE_TIMEOUT_S)
-        self.role = "active"
+        self.role = Role.ACTIVE
         self.metrics.active.set(1)
         _logger.info("relay active epoch=%s pg_channel=%s redis_channel=%s", self.epoch, PG_CHANNEL, self.channel)
-        publisher = asyncio.create_task(self._publish_forever(bus), name="relay.publisher")
-        keepalive = asyncio.create_task(self._keepalive(pg, bus), name="relay.keepalive")
-        stop_wait = asyncio.create_task(stopping.wait(), name="relay.stopping")
-        lost_wait = asyncio.create_task(lost.wait(), name="relay.pg_lost")
-        watched = {publisher, keepalive, stop_wait, lost_wait}
         try:
-            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-            for task in (publisher, keepalive):
-                if task.done():
-                    task.result()  # raises the transient error that ended the epoch
-            if lost.is_set():
-                raise ConnectionLost("PostgreSQL connection lost")
-            # Graceful stop: accept no more, let the publisher send what is pending, let go.
-            await pg.execute("UNLISTEN *", (), KEEPALIVE_TIMEOUT_S)
-            self._closing = True
-            self._wakeup.set()
-            await asyncio.wait_for(publisher, KEEPALIVE_TIMEOUT_S)
+            # The first failure of the publisher, of a probe or of the PostgreSQL connection
+            # ends the epoch (the supervisor starts a new one); stopping hands over in order.
+            async with task_group() as tasks:
+                publisher = tasks.create_task(self._publish_forever(bus), name="relay.publisher")
+                probes = (
+                    tasks.create_task(self._keepalive(pg, bus), name="relay.keepalive"),
+                    tasks.create_task(_raise_when_set(lost, "PostgreSQL connection lost"), name="relay.pg_lost"),
+                )
+                await stopping.wait()
+                # Graceful stop: accept no more, let the publisher send what is pending, let go.
+                await pg.execute("UNLISTEN *", (), KEEPALIVE_TIMEOUT_S)
+                self._closing = True
+                self._wakeup.set()
+                async with asyncio.timeout(KEEPALIVE_TIMEOUT_S):
+                    await publisher
+                for probe in probes:
+                    probe.cancel()
             _logger.info("relay stopped epoch=%s last_seq=%d", self.epoch, self._seq - 1)
         finally:
-            self.role = "stopped" if stopping.is_set() else "recovering"
-            for task in watched:
-                task.cancel()
-            await asyncio.gather(*watched, return_exceptions=True)
+            self.role = Role.STOPPED if stopping.is_set() else Role.RECOVERING
 
     def _start_epoch(self) -> None:
         """A fresh epoch whose first message, seq 0, is a flush."""
@@ -218,8 +218,8 @@ class Relay:
         self._closing = False
         self._coalescer.drain()
         self._coalescer.require_flush()
-        self._flush_reason = reason.value
-        self.metrics.epochs.labels(reason.value).inc()
+        self._flush_reason = reason
+        self.metrics.epochs.labels(reason).inc()
         self._wakeup.set()
 
     # -- receiving ---------------------------------------------------------------------
@@ -233,7 +233,7 @@ class Relay:
                 self._reject(decoded, notify.payload)
             elif self._coalescer.add(decoded, now):
                 self.metrics.overflows.inc()
-                self._flush_reason = FlushReason.OVERFLOW.value
+                self._flush_reason = FlushReason.OVERFLOW
                 _logger.warning("relay buffer overflow: pending IDs replaced by a flush")
         self._wakeup.set()
 
@@ -277,14 +277,14 @@ class Relay:
         if drained.oldest_at is not None:
             self.metrics.lag.observe(time.perf_counter() - drained.oldest_at)
 
-    def _encode(self, drained: Drained) -> Sequence[tuple[str, bytes]]:
-        messages: list[tuple[str, bytes]] = []
+    def _encode(self, drained: Drained) -> Sequence[tuple[MessageKind, bytes]]:
+        messages: list[tuple[MessageKind, bytes]] = []
         if drained.flush_required:
-            messages.append(("flush", encode_flush_message(self.epoch, self._next_seq(), self._flush_reason)))
+            messages.append((MessageKind.FLUSH, encode_flush_message(self.epoch, self._next_seq(), self._flush_reason)))
         for key, op, ids in drained.changes:
             self.metrics.published_ids.inc(len(ids))
             for chunk in chunk_ids(ids):
-                messages.append(("change", encode_change_message(self.epoch, self._next_seq(), key, op, chunk)))
+                messages.append((MessageKind.CHANGE, encode_change_message(self.epoch, self._next_seq(), key, op, chunk)))
         return messages
 
     def _next_seq(self) -> int:
@@ -303,14 +303,18 @@ class Relay:
         async def ping_redis() -> None:
             while True:
                 await asyncio.sleep(KEEPALIVE_S)
-                await asyncio.wait_for(bus.ping(), KEEPALIVE_TIMEOUT_S)
+                async with asyncio.timeout(KEEPALIVE_TIMEOUT_S):
+                    await bus.ping()
 
-        try:
-            async with asyncio.TaskGroup() as probes:
-                probes.create_task(renew_lease(), name="relay.lease")
-                probes.create_task(ping_redis(), name="relay.redis_ping")
-        except ExceptionGroup as failed:
-            raise failed.exceptions[0] from None  # the probe that failed first ends the epoch
+        async with task_group() as probes:  # the probe that fails first ends the epoch
+            probes.create_task(renew_lease(), name="relay.lease")
+            probes.create_task(ping_redis(), name="relay.redis_ping")
+
+
+async def _raise_when_set(event: asyncio.Event, why: str) -> NoReturn:
+    """Turn ``event`` (a connection's "lost" flag) into the failure of a task group."""
+    await event.wait()
+    raise ConnectionLost(why)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

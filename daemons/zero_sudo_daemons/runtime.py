@@ -11,13 +11,14 @@ retried forever; the process manager restarts it and the log says why).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import gc
 import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import uvloop
@@ -57,10 +58,26 @@ class Role(enum.StrEnum):
 OPERATOR_RETRY_S = 15.0
 
 
+@contextlib.asynccontextmanager
+async def task_group() -> AsyncIterator[asyncio.TaskGroup]:
+    """An :class:`asyncio.TaskGroup` that raises the first failure itself, not wrapped.
+
+    A TaskGroup wraps whatever failed in an ``ExceptionGroup``, but :func:`supervise` retries
+    by exception type (a lost connection is retried, a bug crashes the process): the first
+    failure is what ended the group, the others are the cancellations it caused.
+    """
+    try:
+        async with asyncio.TaskGroup() as group:
+            yield group
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+
+
 async def wait_or_stop(stopping: asyncio.Event, delay: float) -> bool:
     """Sleep ``delay`` seconds unless ``stopping`` is set first; True if stopping."""
     try:
-        await asyncio.wait_for(stopping.wait(), delay)
+        async with asyncio.timeout(delay):
+            await stopping.wait()
     except TimeoutError:
         return False
     return True

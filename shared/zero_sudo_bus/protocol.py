@@ -75,6 +75,16 @@ class FlushReason(enum.StrEnum):
     RECONNECT = "reconnect"  # subscriber side: (re)subscribed, anything before may be missed
 
 
+_FLUSH_REASONS = {reason.value: reason for reason in FlushReason}
+
+
+class MessageKind(enum.StrEnum):
+    """The two kinds of Redis message a relay publishes (the ``kind`` of the JSON object)."""
+
+    CHANGE = "change"  # these IDs of this model went through this op
+    FLUSH = "flush"  # drop everything derived from earlier events
+
+
 def model_key(model_name: str) -> int:
     """The integer that names an Odoo model in payloads (``res.partner`` → signed 64-bit int)."""
     if not model_name:
@@ -223,24 +233,34 @@ class BusMessage:
 
     epoch: str
     seq: int
-    kind: str  # "change" or "flush"
+    kind: MessageKind
     model_key: int | None = None
     op: Op | None = None
     ids: tuple[int, ...] = ()
-    reason: str = ""
+    # A flush's reason: a FlushReason, or the text of one a newer relay sent that this
+    # version does not know (still a flush: subscribers must not ignore it).
+    reason: FlushReason | str = ""
 
 
 def encode_change_message(epoch: str, seq: int, key: int, op: Op, ids: Sequence[int]) -> bytes:
     """The Redis message for a (coalesced) change; ``ids`` must respect MAX_IDS_PER_BUS_MESSAGE."""
     if len(ids) > MAX_IDS_PER_BUS_MESSAGE:
         raise ValueError("at most %d IDs per bus message" % MAX_IDS_PER_BUS_MESSAGE)
-    body = {"v": PROTOCOL_VERSION, "epoch": epoch, "seq": seq, "kind": "change", "model": key, "op": int(op), "ids": list(ids)}
+    body = {
+        "v": PROTOCOL_VERSION,
+        "epoch": epoch,
+        "seq": seq,
+        "kind": MessageKind.CHANGE,
+        "model": key,
+        "op": int(op),
+        "ids": list(ids),
+    }
     return json.dumps(body, separators=(",", ":")).encode("ascii")
 
 
-def encode_flush_message(epoch: str, seq: int, reason: str) -> bytes:
+def encode_flush_message(epoch: str, seq: int, reason: FlushReason) -> bytes:
     """The Redis message telling every subscriber to drop all it derived from earlier events."""
-    body = {"v": PROTOCOL_VERSION, "epoch": epoch, "seq": seq, "kind": "flush", "reason": reason}
+    body = {"v": PROTOCOL_VERSION, "epoch": epoch, "seq": seq, "kind": MessageKind.FLUSH, "reason": reason}
     return json.dumps(body, separators=(",", ":")).encode("ascii")
 
 
@@ -263,10 +283,11 @@ def decode_bus_message(data: str | bytes) -> BusMessage | Rejected:
     epoch, seq, kind = body.get("epoch"), body.get("seq"), body.get("kind")
     if type(epoch) is not str or not epoch or type(seq) is not int or seq < 0:
         return Rejected("bad_envelope")
-    if kind == "flush":
+    if kind == MessageKind.FLUSH:
         reason = body.get("reason")
-        return BusMessage(epoch, seq, "flush", reason=reason if type(reason) is str else "")
-    if kind != "change":
+        reason = _FLUSH_REASONS.get(reason, reason) if type(reason) is str else ""
+        return BusMessage(epoch, seq, MessageKind.FLUSH, reason=reason)
+    if kind != MessageKind.CHANGE:
         return Rejected("bad_kind", repr(kind)[:20])
     key, op, ids = body.get("model"), body.get("op"), body.get("ids")
     if type(key) is not int or not BIGINT_MIN <= key <= BIGINT_MAX:
@@ -278,4 +299,4 @@ def decode_bus_message(data: str | bytes) -> BusMessage | Rejected:
     for record_id in ids:
         if type(record_id) is not int or not MIN_RECORD_ID <= record_id <= MAX_RECORD_ID:
             return Rejected("bad_id")
-    return BusMessage(epoch, seq, "change", key, Op(op), tuple(ids))
+    return BusMessage(epoch, seq, MessageKind.CHANGE, key, Op(op), tuple(ids))

@@ -1,10 +1,14 @@
 """Subscribing to a relay's Redis channel: gap detection, reconnects, flush callbacks.
 
-Two front ends share one dispatcher (:class:`BusDispatcher`):
+Two front ends share one dispatcher (:class:`BusDispatcher`) and one subscribe-and-listen
+logic (:class:`Subscription`: confirmation, then data), each with a thin loop around it:
 
 * :class:`AsyncBusSubscriber` for the asyncio daemons (the gateway);
 * :class:`ThreadedBusSubscriber` for Odoo server processes: one bounded background thread
   per process, since an Odoo worker has no event loop of its own.
+
+The gateway's pattern subscription to the users' channels is the same :class:`Subscription`
+on :func:`follow_async`.
 
 The owner supplies ``on_change(message)`` and ``on_flush(reason)``. ``on_flush`` is called
 whenever events may have been missed: on every (re)subscribe, on a relay ``flush`` message,
@@ -19,17 +23,19 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 import redis.asyncio
 
 from .backoff import Backoff
-from .protocol import BusMessage, FlushReason, Rejected, bus_channel, decode_bus_message
+from .protocol import BusMessage, FlushReason, MessageKind, Rejected, bus_channel, decode_bus_message
 
 _logger = logging.getLogger(__name__)
 
 ChangeCallback = Callable[[BusMessage], None]
-FlushCallback = Callable[[str], None]
+# The reason is a FlushReason, or the text of one a newer relay sent (see BusMessage.reason).
+FlushCallback = Callable[[FlushReason | str], None]
 
 # Redis errors worth a reconnect: the server restarted, the connection was killed, or the
 # network hiccuped. Anything else is a bug in the owner's callbacks and is not retried here.
@@ -43,10 +49,6 @@ HEALTH_CHECK_INTERVAL_S = 10
 SUBSCRIBE_TIMEOUT_S = 5.0
 
 
-def _subscribe_unconfirmed() -> redis.exceptions.TimeoutError:
-    return redis.exceptions.TimeoutError("no SUBSCRIBE confirmation within %.0fs" % SUBSCRIBE_TIMEOUT_S)
-
-
 @dataclass
 class SequenceTracker:
     """Follows (epoch, seq) of a relay's messages and says when a flush is owed."""
@@ -58,18 +60,18 @@ class SequenceTracker:
         """Forget the position: called on every (re)subscribe, which itself flushes."""
         self.epoch, self.seq = None, -1
 
-    def observe(self, message: BusMessage) -> str | None:
+    def observe(self, message: BusMessage) -> FlushReason | str | None:
         """The flush reason this message implies, or None when it follows on in order."""
         previous_epoch, previous_seq = self.epoch, self.seq
         self.epoch, self.seq = message.epoch, message.seq
-        if message.kind == "flush":
-            return message.reason or FlushReason.START.value
+        if message.kind == MessageKind.FLUSH:
+            return message.reason or FlushReason.START
         if previous_epoch is None:
             return None
         if message.epoch != previous_epoch:
-            return FlushReason.EPOCH.value
+            return FlushReason.EPOCH
         if message.seq != previous_seq + 1:
-            return FlushReason.GAP.value
+            return FlushReason.GAP
         return None
 
 
@@ -87,9 +89,9 @@ class BusDispatcher:
     def resubscribed(self) -> None:
         """A fresh subscription: whatever was published meanwhile is lost, so flush."""
         self.tracker.reset()
-        self.flush(FlushReason.RECONNECT.value)
+        self.flush(FlushReason.RECONNECT)
 
-    def flush(self, reason: str) -> None:
+    def flush(self, reason: FlushReason | str) -> None:
         self.flushes += 1
         self.on_flush(reason)
 
@@ -105,8 +107,98 @@ class BusDispatcher:
         if reason is not None:
             _logger.info("bus flush reason=%s epoch=%s seq=%d", reason, message.epoch, message.seq)
             self.flush(reason)
-        if message.kind == "change":
+        if message.kind == MessageKind.CHANGE:
             self.on_change(message)
+
+
+class Subscription:
+    """One subscription's handling of what Redis hands over, without any I/O.
+
+    The subscribe-and-listen logic every follower of a Redis channel shares: the sync loop
+    of the Odoo thread, the async loop of the gateway's bus subscriber and of its user
+    channels (:func:`follow`, :func:`follow_async`) only move messages from a pubsub
+    connection to :meth:`handle`, waiting at most :attr:`timeout` for each.
+
+    The first thing Redis sends back must be the confirmation of the (P)SUBSCRIBE, within
+    :data:`SUBSCRIBE_TIMEOUT_S`: only then is the subscription live, and ``on_confirmed``
+    runs (what was published before that is not ours to see, so that is where an owner
+    flushes). After it, each data message goes to ``on_data(channel, data)``; pongs of the
+    health check and anything else are ignored. Build one per connection attempt.
+    """
+
+    def __init__(
+        self,
+        channel: str,
+        on_confirmed: Callable[[], None],
+        on_data: Callable[[bytes, bytes], None],
+        *,
+        pattern: bool = False,
+        idle_timeout: float = HEALTH_CHECK_INTERVAL_S,
+    ) -> None:
+        self.channel = channel  # a channel name, or a glob pattern when ``pattern``
+        self.pattern = pattern
+        self.on_confirmed = on_confirmed
+        self.on_data = on_data
+        self.idle_timeout = idle_timeout
+        self.confirmed = False
+        self._confirmation = "psubscribe" if pattern else "subscribe"
+        self._data = "pmessage" if pattern else "message"
+
+    @property
+    def timeout(self) -> float:
+        """How long the loop may wait for the next message before calling :meth:`handle`."""
+        return self.idle_timeout if self.confirmed else SUBSCRIBE_TIMEOUT_S
+
+    def handle(self, message: dict[str, Any] | None) -> None:
+        """Take what one wait returned (None: nothing within :attr:`timeout`).
+
+        Raises ``redis.exceptions.TimeoutError`` (a transient error: the owner reconnects)
+        when Redis did not confirm the subscription first.
+        """
+        if not self.confirmed:
+            if message is None or message["type"] != self._confirmation:
+                raise redis.exceptions.TimeoutError("no SUBSCRIBE confirmation within %.0fs" % SUBSCRIBE_TIMEOUT_S)
+            self.confirmed = True
+            self.on_confirmed()
+        elif message is not None and message["type"] == self._data:
+            self.on_data(message["channel"], message["data"])
+
+
+def client_options(client_name: str) -> dict[str, Any]:
+    """The options of a subscribing Redis client: health checks, TCP keepalive, a name."""
+    return {"health_check_interval": HEALTH_CHECK_INTERVAL_S, "socket_keepalive": True, "client_name": client_name}
+
+
+def follow(redis_url: str, client_name: str, subscription: Subscription, stopping: threading.Event) -> None:
+    """Subscribe on a fresh connection and feed ``subscription`` until ``stopping`` is set.
+
+    Redis errors propagate (the caller decides about reconnecting); the connection is closed
+    whatever happens.
+    """
+    client = redis.Redis.from_url(redis_url, **client_options(client_name))
+    try:
+        with client.pubsub() as pubsub:
+            (pubsub.psubscribe if subscription.pattern else pubsub.subscribe)(subscription.channel)
+            while not stopping.is_set():
+                subscription.handle(pubsub.get_message(timeout=subscription.timeout))
+    finally:
+        client.close()
+
+
+async def follow_async(redis_url: str, client_name: str, subscription: Subscription) -> None:
+    """Subscribe on a fresh connection and feed ``subscription`` until cancelled.
+
+    Redis errors propagate (the caller decides about reconnecting); the connection is closed
+    whatever happens.
+    """
+    client = redis.asyncio.Redis.from_url(redis_url, **client_options(client_name))
+    try:
+        async with client.pubsub() as pubsub:
+            await (pubsub.psubscribe if subscription.pattern else pubsub.subscribe)(subscription.channel)
+            while True:
+                subscription.handle(await pubsub.get_message(timeout=subscription.timeout))
+    finally:
+        await client.aclose()
 
 
 class _RedisBusSubscriber(BusDispatcher):
@@ -127,8 +219,21 @@ class _RedisBusSubscriber(BusDispatcher):
         self.channel = bus_channel(db_name)
         self.backoff = backoff or Backoff()
 
-    def client_options(self) -> dict:
-        return {"health_check_interval": HEALTH_CHECK_INTERVAL_S, "socket_keepalive": True, "client_name": self.client_name}
+    def subscription(self, idle_timeout: float) -> Subscription:
+        """A fresh :class:`Subscription` to the relay's channel for one connection attempt."""
+        return Subscription(self.channel, self._confirmed, self._on_data, idle_timeout=idle_timeout)
+
+    def _confirmed(self) -> None:
+        """Redis confirmed: connected, the backoff starts over, and everything before is stale."""
+        self._set_connected(True)
+        self.backoff.reset()
+        self.resubscribed()
+
+    def _on_data(self, _channel: bytes, data: bytes) -> None:
+        self.dispatch(data)
+
+    def _set_connected(self, connected: bool) -> None:
+        raise NotImplementedError
 
     def next_retry(self, exc: BaseException) -> float:
         """The delay before resubscribing after ``exc``, logged."""
@@ -153,32 +258,19 @@ class AsyncBusSubscriber(_RedisBusSubscriber):
         super().__init__(redis_url, db_name, on_change, on_flush, backoff, client_name)
         self.connected = asyncio.Event()
 
+    def _set_connected(self, connected: bool) -> None:
+        if connected:
+            self.connected.set()
+        else:
+            self.connected.clear()
+
     async def run(self) -> None:
         while True:
             try:
-                await self._subscribe_and_listen()
+                await follow_async(self.redis_url, self.client_name, self.subscription(HEALTH_CHECK_INTERVAL_S))
             except TRANSIENT_REDIS_ERRORS as exc:
-                self.connected.clear()
+                self._set_connected(False)
                 await asyncio.sleep(self.next_retry(exc))
-
-    async def _subscribe_and_listen(self) -> None:
-        client = redis.asyncio.Redis.from_url(self.redis_url, **self.client_options())
-        try:
-            async with client.pubsub() as pubsub:
-                await pubsub.subscribe(self.channel)
-                # Flush only once Redis confirms: events published before that are not ours.
-                confirmation = await pubsub.get_message(timeout=SUBSCRIBE_TIMEOUT_S)
-                if confirmation is None or confirmation["type"] != "subscribe":
-                    raise _subscribe_unconfirmed()
-                self.connected.set()
-                self.backoff.reset()
-                self.resubscribed()
-                while True:
-                    message = await pubsub.get_message(timeout=HEALTH_CHECK_INTERVAL_S)
-                    if message is not None and message["type"] == "message":
-                        self.dispatch(message["data"])
-        finally:
-            await client.aclose()
 
 
 class ThreadedBusSubscriber(_RedisBusSubscriber):
@@ -228,7 +320,7 @@ class ThreadedBusSubscriber(_RedisBusSubscriber):
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                self._subscribe_and_listen()
+                follow(self.redis_url, self.client_name, self.subscription(self.POLL_TIMEOUT_S), self._stopping)
             except TRANSIENT_REDIS_ERRORS as exc:
                 self._set_connected(False)
                 self._stopping.wait(self.next_retry(exc))
@@ -237,22 +329,3 @@ class ThreadedBusSubscriber(_RedisBusSubscriber):
                 _logger.exception("bus subscriber callback failed; resubscribing")
                 self._set_connected(False)
                 self._stopping.wait(self.backoff.next_delay())
-
-    def _subscribe_and_listen(self) -> None:
-        client = redis.Redis.from_url(self.redis_url, **self.client_options())
-        try:
-            with client.pubsub() as pubsub:
-                pubsub.subscribe(self.channel)
-                # Flush only once Redis confirms: events published before that are not ours.
-                confirmation = pubsub.get_message(timeout=SUBSCRIBE_TIMEOUT_S)
-                if confirmation is None or confirmation["type"] != "subscribe":
-                    raise _subscribe_unconfirmed()
-                self._set_connected(True)
-                self.backoff.reset()
-                self.resubscribed()
-                while not self._stopping.is_set():
-                    message = pubsub.get_message(timeout=self.POLL_TIMEOUT_S)
-                    if message is not None and message["type"] == "message":
-                        self.dispatch(message["data"])
-        finally:
-            client.close()
