@@ -65,7 +65,29 @@ ensure_rabbitmq() {
   wait_port "$AMQP_PORT" 90 || die "RabbitMQ does not answer on 127.0.0.1:$AMQP_PORT and could not be started: see /var/log/rabbitmq/"
 }
 
+# Servers the tests start privately on loopback ports of their own (never as services): the
+# proxy of the one-origin stack, and the pooler of the PgBouncer test. A missing one is
+# installed; one that cannot be had is said in one line, and its tests say they skip.
+ensure_private_server_packages() {
+  local missing=() package binary
+  for package in nginx pgbouncer; do
+    binary=/usr/sbin/$package
+    [ -x "$binary" ] || missing+=("$package")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  apt_install "${missing[@]}" || true
+  for package in "${missing[@]}"; do
+    [ -x "/usr/sbin/$package" ] || say "could not install $package: the tests that need it skip"
+  done
+  # Installing them as packages starts them as services; the tests want their ports free.
+  for package in "${missing[@]}"; do
+    command -v systemctl >/dev/null && systemctl disable --now "$package" >/dev/null 2>&1
+    service "$package" stop >/dev/null 2>&1 || true
+  done
+}
+
 ensure_postgres
 ensure_redis
 ensure_rabbitmq
+ensure_private_server_packages
 say "PostgreSQL, Redis and RabbitMQ answer"

@@ -122,3 +122,43 @@ class PrivateRabbit:
         if self.proc is not None and self.proc.poll() is None:
             self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+PGBOUNCER = "/usr/sbin/pgbouncer"
+
+
+class PrivatePgBouncer:
+    """Debian's PgBouncer in front of the shared PostgreSQL, in transaction pooling mode (the
+    common setting at scale), on a port of its own; trust auth like the server behind it."""
+
+    def __init__(self, pg_host: str, pg_port: int, pool_mode: str = "transaction") -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="zs_pgbouncer_")
+        shutil.chown(self.dir, "postgres")
+        user = os.environ.get("USER") or "root"
+        with open(os.path.join(self.dir, "userlist.txt"), "w") as handle:
+            handle.write('"%s" ""\n"postgres" ""\n' % user)
+        with open(os.path.join(self.dir, "pgbouncer.ini"), "w") as handle:
+            handle.write(
+                "[databases]\n* = host=%s port=%d\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = %d\n"
+                "unix_socket_dir =\nauth_type = trust\nauth_file = %s/userlist.txt\npool_mode = %s\n"
+                "max_client_conn = 200\ndefault_pool_size = 10\nlogfile = %s/pgbouncer.log\n"
+                % (pg_host, pg_port, self.port, self.dir, pool_mode, self.dir)
+            )
+        for name in os.listdir(self.dir):
+            shutil.chown(os.path.join(self.dir, name), "postgres")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["runuser", "-u", "postgres", "--", PGBOUNCER, os.path.join(self.dir, "pgbouncer.ini")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: _port_open(self.port), what="private pgbouncer up")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)

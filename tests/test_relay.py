@@ -14,9 +14,10 @@ import psycopg
 import pytest
 import redis.asyncio
 
-from conftest import PG_HOST, REDIS_URL, free_port, ids_for_payload_of, notify, pg_conninfo, wait_until
+from conftest import PG_HOST, PG_PORT, REDIS_URL, free_port, ids_for_payload_of, notify, pg_conninfo, wait_until
 from zero_sudo_bus.protocol import (
     MAX_PAYLOAD_BYTES,
+    PG_CHANNEL,
     Op,
     bus_channel,
     encode_change_message,
@@ -292,6 +293,47 @@ def test_a_missing_database_is_reported_once_with_the_fix_then_picked_up(start_r
         relay.proc.wait()
         with psycopg.connect(pg_conninfo("postgres"), autocommit=True) as conn:
             conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % db)
+
+
+@pytest.fixture
+def pgbouncer():
+    from private_servers import PGBOUNCER, PrivatePgBouncer
+
+    if not os.path.exists(PGBOUNCER):
+        pytest.skip("Debian's pgbouncer is not installed (scripts/ensure_services.sh installs it)")
+    server = PrivatePgBouncer(PG_HOST, PG_PORT)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_relay_pointed_at_a_pooler_is_refused_with_one_line(pg_db, pgbouncer):
+    result = subprocess.run(
+        [sys.executable, "-m", "zero_sudo_daemons.relay", "--db-name", pg_db, "--db-host", "127.0.0.1"]
+        + ["--db-port", str(pgbouncer.port), "--relay-http-port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    refusal = [line for line in result.stderr.splitlines() if not line.startswith("{")]  # JSON log lines aside
+    assert refusal == [
+        "zero-sudo-relay: db_host 127.0.0.1 port %d is a connection pooler, not PostgreSQL: the relay needs a session "
+        "of its own (LISTEN, the leader lock); set [zero_sudo] db_host/db_port (or --db-host/--db-port) to PostgreSQL itself"
+        % pgbouncer.port
+    ]
+
+
+def test_events_committed_through_a_transaction_pooler_reach_the_subscribers(pg_db, pgbouncer, start_relay, bus_recorder):
+    """Odoo workers behind PgBouncer: their NOTIFYs are sent at COMMIT, which the pooler passes."""
+    recorder = bus_recorder(pg_db)
+    start_relay(pg_db).wait_role("active")  # directly on PostgreSQL
+    with psycopg.connect("host=127.0.0.1 port=%d dbname=%s" % (pgbouncer.port, pg_db), prepare_threshold=None) as conn:
+        for n in range(1, 21):  # twenty transactions, each maybe on another server connection
+            with conn.transaction():
+                conn.execute("SELECT pg_notify(%s, %s)", (PG_CHANNEL, payload(n)))
+    wait_until(lambda: sorted(recorder.ids()) == list(range(1, 21)), what="every event relayed")
 
 
 def test_async_subscriber_detects_gaps_and_reconnects(redis_client):

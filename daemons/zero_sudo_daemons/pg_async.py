@@ -58,6 +58,12 @@ class AsyncPgConnection:
             raise
         return self
 
+    @property
+    def backend_pid(self) -> int:
+        """The server process this connection talks to, as the server announced it at start-up
+        (a connection pooler announces one of its own instead)."""
+        return self._conn.get_backend_pid()
+
     def listen_with(self, callback: NotificationsCallback | None) -> None:
         """Route notifications to ``callback`` (None: drop them)."""
         self._on_notifications = callback

@@ -52,7 +52,7 @@ from zero_sudo_bus.protocol import (
 )
 
 from .coalescing import Coalescer, Drained
-from .errors import ConnectionLost
+from .errors import ConfigurationError, ConnectionLost
 from .logs import LogThrottle
 from .pg_async import AsyncPgConnection
 from .redis_publisher import RedisPublisher
@@ -155,6 +155,7 @@ class Relay:
             KEEPALIVE_TIMEOUT_S * 2, application_name=CLIENT_NAME, **self.settings.libpq_kwargs()
         )
         lost = pg.lost
+        await self._refuse_a_pooler(pg)
         try:
             self.role = Role.STANDBY
             if not await self._become_leader(pg, stopping, lost):
@@ -169,6 +170,20 @@ class Relay:
         finally:
             self.metrics.active.set(0)
             pg.close()
+
+    async def _refuse_a_pooler(self, pg: AsyncPgConnection) -> None:
+        """Stop, with one line, if a connection pooler (PgBouncer) stands between the relay and
+        PostgreSQL: LISTEN and the leader lock belong to a server session, which a pooler in
+        transaction mode hands to other clients between transactions (events would be lost
+        and two relays could both lead). A pooler answers the start-up with a backend key of
+        its own, so the server's process ID differs from the one the connection announced.
+        """
+        if await pg.fetchval("SELECT pg_backend_pid()", (), KEEPALIVE_TIMEOUT_S) != pg.backend_pid:
+            raise ConfigurationError(
+                "db_host %s port %d is a connection pooler, not PostgreSQL: the relay needs a session of its own "
+                "(LISTEN, the leader lock); set [zero_sudo] db_host/db_port (or --db-host/--db-port) to PostgreSQL itself"
+                % (self.settings.db_host, self.settings.db_port)
+            )
 
     async def _become_leader(self, pg: AsyncPgConnection, stopping: asyncio.Event, lost: asyncio.Event) -> bool:
         """Poll the leader lock until held (True) or until asked to stop (False)."""
