@@ -14,10 +14,12 @@ import redis
 from odoo import http
 
 from zero_sudo_bus.sessions import (
+    all_user_sessions,
     decode_session,
     encode_session,
     session_key,
     session_uid,
+    sessions_starting_with,
     user_sessions_key,
 )
 
@@ -104,14 +106,14 @@ class RedisSessionStore:
         for identifier in identifiers:
             if not _IDENTIFIER_RE.match(identifier):
                 continue  # as Odoo: never let a crafted identifier match other sessions
-            keys = list(client.scan_iter(match=session_key(self.prefix, identifier) + "*", count=SCAN_COUNT))
+            keys = list(client.scan_iter(match=sessions_starting_with(self.prefix, identifier), count=SCAN_COUNT))
             if keys:
                 client.delete(*keys)
 
     def vacuum(self, max_lifetime: int | None = None) -> None:
         """Sessions expire by TTL; only the user indexes lose the sids of expired sessions."""
         client = redis_client()
-        for index in client.scan_iter(match="%suser_sessions:*" % self.prefix, count=SCAN_COUNT):
+        for index in client.scan_iter(match=all_user_sessions(self.prefix), count=SCAN_COUNT):
             sids = [sid.decode() for sid in client.smembers(index)]
             with client.pipeline(transaction=False) as pipe:
                 for sid in sids:
