@@ -201,4 +201,14 @@ def test_every_odoo_side_key_is_documented_by_an_addon():
 def test_the_table_module_needs_only_the_standard_library():
     source = Path(options.__file__).read_text(encoding="utf-8")
     imported = set(re.findall(r"^(?:from|import) (\S+)", source, re.MULTILINE))
-    assert imported <= {"__future__", "enum", "math", "collections.abc", "dataclasses", "typing", "urllib.parse", ".sessions"}
+    assert imported <= {
+        "__future__",
+        "enum",
+        "math",
+        "re",
+        "collections.abc",
+        "dataclasses",
+        "typing",
+        "urllib.parse",
+        ".sessions",
+    }

@@ -43,3 +43,7 @@ def operator_problem(exc: BaseException) -> str | None:
     if UNDEFINED_TABLE in (getattr(exc, "sqlstate", None), getattr(exc, "pgcode", None)):
         return "%s: install the zero_sudo addons in this database (Odoo: Apps)" % text.strip().splitlines()[0]
     return None
+
+
+class DatabaseDropped(ZeroSudoDaemonError):
+    """The database a relay followed was dropped: that relay ends, the others go on (not retried)."""

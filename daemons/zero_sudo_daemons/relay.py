@@ -21,6 +21,10 @@ PostgreSQL ends it, and with it the leader lock, once the leader has been silent
 and every publish checks, atomically in Redis, that the relay's epoch is still the current
 one (:func:`~zero_sudo_bus.protocol.epoch_key`), so the frozen relay, when it wakes,
 publishes nothing into its successor's epoch.
+
+A relay follows one database (``db_name``); ``relay_databases`` or ``relay_dbfilter`` make one
+deployment follow every database of an Odoo server, one :class:`Relay` each
+(:mod:`.relay_databases`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import logging
 import secrets
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import NoReturn
 
 import psycopg2
@@ -52,11 +56,11 @@ from zero_sudo_bus.protocol import (
 )
 
 from .coalescing import Coalescer, Drained
-from .errors import ConfigurationError, ConnectionLost
+from .errors import ConfigurationError, ConnectionLost, DatabaseDropped, TransientError
 from .logs import LogThrottle
 from .pg_async import AsyncPgConnection
 from .redis_publisher import RedisPublisher
-from .runtime import Role, daemon_main, supervise, task_group, wait_or_stop
+from .runtime import Daemon, Role, daemon_main, supervise, task_group, wait_or_stop
 from .settings import Settings
 
 _logger = logging.getLogger("zero_sudo.relay")
@@ -92,6 +96,19 @@ LEASE_PROBE_S = 0.5
 # raises ConnectionLost, a TransientError, which the supervisor always retries.)
 TRANSIENT_ERRORS = (OSError, asyncio.TimeoutError, psycopg2.OperationalError)
 
+# Asked after a failure, when one deployment follows many databases: True when the relay's
+# database is gone (DROP DATABASE ... WITH (FORCE) ends its connections like any failure does).
+DatabaseGone = Callable[[], Awaitable[bool]]
+
+
+def pooler_refusal(settings: Settings) -> ConfigurationError:
+    """The one line that says the relay was pointed at a connection pooler, and what to set."""
+    return ConfigurationError(
+        "db_host %s port %d is a connection pooler, not PostgreSQL: the relay needs a session of its own "
+        "(LISTEN, the leader lock); set [zero_sudo] db_host/db_port (or --db-host/--db-port) to PostgreSQL itself"
+        % (settings.db_host, settings.db_port)
+    )
+
 
 class RelayMetrics:
     """The relay's Prometheus metrics, on a registry of its own (one per relay instance)."""
@@ -120,8 +137,12 @@ class RelayMetrics:
 class Relay:
     """One relay replica; :meth:`run` runs epochs under the supervisor until stopped."""
 
-    def __init__(self, settings: Settings, metrics: RelayMetrics | None = None) -> None:
+    def __init__(
+        self, settings: Settings, metrics: RelayMetrics | None = None, database_gone: DatabaseGone | None = None
+    ) -> None:
         self.settings = settings
+        # None (one database): a missing database is waited for, as an operator will create it.
+        self._database_gone = database_gone
         self.metrics = metrics or RelayMetrics()
         self.registry = self.metrics.registry
         self.channel = bus_channel(settings.db_name)
@@ -148,7 +169,23 @@ class Relay:
             self.role = Role.RECOVERING
             self.metrics.active.set(0)
 
-        await supervise("relay", lambda: self._run_epoch(stopping), stopping, TRANSIENT_ERRORS, on_failure=on_failure)
+        name = "relay db=%s" % self.settings.db_name
+        try:
+            await supervise(name, lambda: self._epoch_unless_dropped(stopping), stopping, TRANSIENT_ERRORS, on_failure=on_failure)
+        except DatabaseDropped:
+            self.role = Role.STOPPED
+            self.metrics.active.set(0)
+            _logger.info("relay stopped: database %s was dropped", self.settings.db_name)
+
+    async def _epoch_unless_dropped(self, stopping: asyncio.Event) -> None:
+        """One epoch; a failure because the database was dropped ends the relay instead of
+        being retried (it would be retried forever, and reported as a database to create)."""
+        try:
+            await self._run_epoch(stopping)
+        except (*TRANSIENT_ERRORS, TransientError) as exc:
+            if self._database_gone is not None and await self._database_gone():
+                raise DatabaseDropped(self.settings.db_name) from exc
+            raise
 
     async def _run_epoch(self, stopping: asyncio.Event) -> None:
         pg = await AsyncPgConnection.connect(
@@ -179,11 +216,7 @@ class Relay:
         its own, so the server's process ID differs from the one the connection announced.
         """
         if await pg.fetchval("SELECT pg_backend_pid()", (), KEEPALIVE_TIMEOUT_S) != pg.backend_pid:
-            raise ConfigurationError(
-                "db_host %s port %d is a connection pooler, not PostgreSQL: the relay needs a session of its own "
-                "(LISTEN, the leader lock); set [zero_sudo] db_host/db_port (or --db-host/--db-port) to PostgreSQL itself"
-                % (self.settings.db_host, self.settings.db_port)
-            )
+            raise pooler_refusal(self.settings)
 
     async def _become_leader(self, pg: AsyncPgConnection, stopping: asyncio.Event, lost: asyncio.Event) -> bool:
         """Poll the leader lock until held (True) or until asked to stop (False)."""
@@ -201,7 +234,13 @@ class Relay:
         await pg.execute('LISTEN "%s"' % PG_CHANNEL, (), KEEPALIVE_TIMEOUT_S)
         self.role = Role.ACTIVE
         self.metrics.active.set(1)
-        _logger.info("relay active epoch=%s pg_channel=%s redis_channel=%s", self.epoch, PG_CHANNEL, self.channel)
+        _logger.info(
+            "relay active db=%s epoch=%s pg_channel=%s redis_channel=%s",
+            self.settings.db_name,
+            self.epoch,
+            PG_CHANNEL,
+            self.channel,
+        )
         try:
             # The first failure of the publisher, of a probe or of the PostgreSQL connection
             # ends the epoch (the supervisor starts a new one); stopping hands over in order.
@@ -220,7 +259,7 @@ class Relay:
                     await publisher
                 for probe in probes:
                     probe.cancel()
-            _logger.info("relay stopped epoch=%s last_seq=%d", self.epoch, self._seq - 1)
+            _logger.info("relay stopped db=%s epoch=%s last_seq=%d", self.settings.db_name, self.epoch, self._seq - 1)
         finally:
             self.role = Role.STOPPED if stopping.is_set() else Role.RECOVERING
 
@@ -332,10 +371,17 @@ async def _raise_when_set(event: asyncio.Event, why: str) -> NoReturn:
     raise ConnectionLost(why)
 
 
+def build(settings: Settings) -> tuple[Daemon, str, int]:
+    """One database's relay (``db_name``), or one per database relay_databases/relay_dbfilter select."""
+    from .relay_databases import DatabaseRelays, DatabaseSelection  # that module builds on this one
+
+    selection = DatabaseSelection.from_settings(settings)
+    daemon = Relay(settings) if selection is None else DatabaseRelays(settings, selection)
+    return daemon, settings.relay_http_host, settings.relay_http_port
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    return daemon_main(
-        "zero-sudo-relay", __doc__.splitlines()[0], argv, lambda s: (Relay(s), s.relay_http_host, s.relay_http_port)
-    )
+    return daemon_main("zero-sudo-relay", __doc__.splitlines()[0], argv, build)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ class Role(enum.StrEnum):
     STANDBY = "standby"  # relay: connected, waiting for the leader lock
     ACTIVE = "active"  # relay: holds the leader lock and relays
     CONSUMING = "consuming"  # landing: consuming its queue
-    POLLING = "polling"  # poller: polling its sources
+    POLLING = "polling"  # poller: polling its sources; relay of many databases: discovering them
     RECOVERING = "recovering"  # a connection was lost; the supervisor retries after a backoff
     STOPPED = "stopped"  # stopped in order after SIGTERM
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any
@@ -66,6 +67,41 @@ def check_positive(value: float) -> float:
     """Timeouts in seconds: 0 would mean "never wait" to one library and "wait forever" to another."""
     if not value > 0:
         raise OptionError("must be greater than 0")
+    return value
+
+
+# Odoo's dbfilter puts the request's host in %h and its first label in %d; the relay serves no
+# request, so a pattern with them would match nothing it could know.
+_HOST_PLACEHOLDERS = ("%d", "%h")
+PG_NAME_MAX_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: longer names are silently truncated
+
+
+def database_names(value: str) -> tuple[str, ...]:
+    """The names of a comma-separated database list, blanks dropped, in order (pure: the relay and
+    the check agree)."""
+    return tuple(dict.fromkeys(filter(None, (part.strip() for part in value.split(",")))))
+
+
+def check_database_names(value: str) -> str:
+    """Database names: one PostgreSQL would truncate could never be the database meant."""
+    for name in database_names(value):
+        if len(name.encode()) > PG_NAME_MAX_BYTES:
+            raise OptionError("must be database names of at most %d bytes, got %r" % (PG_NAME_MAX_BYTES, name))
+    return value
+
+
+def check_dbfilter(value: str) -> str:
+    """A Python regular expression, as Odoo's ``dbfilter`` is, without its host placeholders."""
+    for placeholder in _HOST_PLACEHOLDERS:
+        if placeholder in value:
+            raise OptionError(
+                "must not contain %s: it stands for the host of an HTTP request, and the relay serves none "
+                "(write the database names' own pattern, or list them in relay_databases)" % placeholder
+            )
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise OptionError("must be a regular expression (%s)" % exc) from None
     return value
 
 
@@ -142,6 +178,8 @@ def check_amqp_url(value: str) -> str:
 CHECK_SUMMARIES: dict[Check, str] = {
     check_non_empty: "not empty",
     check_positive: "> 0",
+    check_database_names: "database names, comma-separated",
+    check_dbfilter: "regular expression, without `%d`/`%h`",
     check_redis_url: "`redis://`, `rediss://` or `unix://` URL, database a number",
     check_amqp_url: "`amqp://` or `amqps://` URL",
 }
@@ -281,6 +319,25 @@ OPTIONS: tuple[Option, ...] = (
         Side.DAEMONS,
         "IDs buffered while Redis is slow; beyond, a flush replaces them",
         minimum=1,
+    ),
+    # One deployment for every database of an Odoo server: each followed database has its own
+    # relay (channel, epoch, leader lock); unset, the relay follows db_name alone, as before.
+    Option(
+        "relay_databases",
+        str,
+        "",
+        Side.DAEMONS,
+        "relay: follow these databases, comma-separated, instead of db_name (each once it exists with zero_sudo installed)",
+        check=check_database_names,
+    ),
+    Option(
+        "relay_dbfilter",
+        str,
+        "",
+        Side.DAEMONS,
+        "relay: follow every database whose name matches this regular expression (from its start, as Odoo's "
+        "dbfilter), created later ones included, instead of db_name",
+        check=check_dbfilter,
     ),
     Option(
         "amqp_url",
@@ -465,6 +522,8 @@ def read_by(reader: Side) -> tuple[Option, ...]:
 
 def check_together(values: Mapping[str, Any]) -> None:
     """Rules between keys, checked on the values one side resolved (keys it does not read are skipped)."""
+    if values.get("relay_databases") and values.get("relay_dbfilter"):
+        raise OptionError("relay_databases and relay_dbfilter are two ways to choose the relay's databases: set one")
     if "landing_prefetch" in values and "landing_batch_size" in values:
         prefetch, batch = values["landing_prefetch"], values["landing_batch_size"]
         if prefetch < batch:
