@@ -124,6 +124,9 @@ class Follower:
         # When each model's entries were last dropped on an event (wall clock): what a
         # benchmark or a health check reads to see how far behind this process is.
         self.invalidated_at: dict[str, float] = {}
+        # When everything was last dropped (a relay's new epoch, a gap, a reconnect), and why.
+        self.flushed_at: float | None = None
+        self.flush_reason: str | None = None
         self.subscriber = ThreadedBusSubscriber(
             redis_url,
             db_name,
@@ -157,6 +160,7 @@ class Follower:
         if registry is not None:
             _logger.info("cache coherence: flushing the caches of %s (reason=%s)", self.db_name, reason)
             invalidate_everything(registry)
+            self.flushed_at, self.flush_reason = time.time(), reason
 
     def _on_connection_change(self, connected: bool) -> None:
         self.live = connected
@@ -192,6 +196,11 @@ def follow(db_name: str) -> Follower | None:
                 follower = followers.by_db[db_name] = Follower(db_name, conf.redis_url)
                 follower.subscriber.start()
     return follower
+
+
+def followers() -> dict[str, Follower]:
+    """This process's followers by database (a copy: the health page reads them)."""
+    return dict(_followers.get().by_db)
 
 
 def is_live(db_name: str) -> bool:

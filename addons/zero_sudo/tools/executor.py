@@ -29,18 +29,18 @@ class Slot:
             raise RuntimeError("a slot runs one task")
         self._used = True
         try:
-            future = self._executor._pool.submit(fn, *args)
+            future = self._executor._pool.submit(self._executor._counted, fn, *args)
         except BaseException:
-            self._executor._slots.release()
+            self._executor._free_slot()
             raise
-        future.add_done_callback(lambda _future: self._executor._slots.release())
+        future.add_done_callback(lambda _future: self._executor._free_slot())
         return future
 
     def release(self) -> None:
         """Give the slot back unused (the caller failed before it could submit)."""
         if not self._used:
             self._used = True
-            self._executor._slots.release()
+            self._executor._free_slot()
 
 
 class BoundedExecutor:
@@ -54,6 +54,10 @@ class BoundedExecutor:
         self.retry_after = retry_after
         self._slots = threading.BoundedSemaphore(max_workers + max_queued)
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix=name)
+        # What the health page shows: slots taken, and tasks running right now.
+        self._counts_lock = threading.Lock()
+        self._taken = 0
+        self._running = 0
 
     def reserve(self) -> Slot:
         """A slot for one task, or :class:`ExecutorFull` at once (never blocks)."""
@@ -62,7 +66,29 @@ class BoundedExecutor:
                 "%d tasks running and %d queued: the bound is reached" % (self.max_workers, self.max_queued),
                 self.retry_after,
             )
+        with self._counts_lock:
+            self._taken += 1
         return Slot(self)
+
+    def counts(self) -> tuple[int, int]:
+        """(running, queued): tasks running now, and slots taken by tasks not running yet
+        (waiting for a thread, or reserved and about to be submitted)."""
+        with self._counts_lock:
+            return self._running, self._taken - self._running
+
+    def _free_slot(self) -> None:
+        with self._counts_lock:
+            self._taken -= 1
+        self._slots.release()
+
+    def _counted(self, fn: Callable[..., Any], *args: Any) -> Any:
+        with self._counts_lock:
+            self._running += 1
+        try:
+            return fn(*args)
+        finally:
+            with self._counts_lock:
+                self._running -= 1
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Reserve and submit in one go."""
