@@ -175,6 +175,20 @@ def check_amqp_url(value: str) -> str:
     return value
 
 
+def check_http_urls(value: str) -> str:
+    """A comma-separated list of http(s)://host[:port] base URLs (empty: none): a relay
+    replica's ops endpoint each, which the health page asks for /healthz and /metrics."""
+    for url in filter(None, (part.strip() for part in value.split(","))):
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (raises "Port out of range 0-65535")
+        except ValueError as exc:
+            raise OptionError("must be http://host[:port] URLs separated by commas (%s)" % exc) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise OptionError("must be http://host[:port] URLs separated by commas, got %r" % url)
+    return value
+
+
 CHECK_SUMMARIES: dict[Check, str] = {
     check_non_empty: "not empty",
     check_positive: "> 0",
@@ -182,6 +196,7 @@ CHECK_SUMMARIES: dict[Check, str] = {
     check_dbfilter: "regular expression, without `%d`/`%h`",
     check_redis_url: "`redis://`, `rediss://` or `unix://` URL, database a number",
     check_amqp_url: "`amqp://` or `amqps://` URL",
+    check_http_urls: "`http(s)://host[:port]` URLs, comma-separated",
 }
 
 
@@ -500,6 +515,17 @@ OPTIONS: tuple[Option, ...] = (
     # About one long job's duration.
     Option("executor_retry_after", int, 30, Side.ODOO, "the Retry-After seconds of that 503", minimum=1),
     Option("cache_coherence", bool, True, Side.ODOO, "follow the relay's Redis channel and drop cache entries of changed models"),
+    # Where Odoo reaches the relays' ops endpoints (their relay_http_host/port as seen from
+    # Odoo: in docker-compose each replica is its own host); only the health page reads it.
+    Option(
+        "relay_ops_urls",
+        str,
+        "",
+        Side.ODOO,
+        "relay replicas' /healthz and /metrics base URLs, comma-separated, for the Health page "
+        "(empty: the page reads the relay's epoch from Redis only)",
+        check=check_http_urls,
+    ),
     # A batch is parsed in memory before anything is published: 1 MiB bounds what one request
     # costs an Odoo worker, and is ample for the 1000 messages a request may carry at most.
     Option(
