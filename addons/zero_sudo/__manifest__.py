@@ -14,6 +14,7 @@
         "security/ir.model.access.csv",
         "views/task_views.xml",
         "views/res_users_views.xml",
+        "views/health_views.xml",
         "data/ir_cron.xml",
     ],
     "pre_init_hook": "pre_init_hook",

@@ -1,1 +1,1 @@
-from . import change_event_mixin, res_users, security_utils, task
+from . import change_event_mixin, health, res_users, security_utils, task
