@@ -34,6 +34,8 @@ from zero_sudo_bus.protocol import (
     user_channel,
 )
 from zero_sudo_bus.sessions import encode_session, session_key
+from zero_sudo_daemons.launcher import DAEMONS
+from zero_sudo_daemons.settings import resolve_settings
 
 start_gateway = gateway_fixtures.start_gateway  # the fixture, for this module's tests
 
@@ -385,3 +387,12 @@ def test_ops_endpoints_and_client_files_on_the_websocket_port(bus_db, start_gate
     assert "zero_sudo_gateway.js" in gateway.get("/demo.html")[1]
     assert gateway.get("/nope")[0] == 404
     assert SECRET not in body
+
+
+# -- wiring ----------------------------------------------------------------------------------------
+
+
+def test_gateway_settings_and_launcher_entry():
+    settings = resolve_settings([], {"ZERO_SUDO_GATEWAY_TOKEN_SECRET": "x"})
+    assert (settings.gateway_port, settings.gateway_token_secret, settings.session_prefix) == (9104, "x", "zero_sudo:")
+    assert DAEMONS["gateway"] == "zero_sudo_daemons.gateway"

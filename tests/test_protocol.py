@@ -23,6 +23,8 @@ from zero_sudo_bus.protocol import (
     encode_flush_message,
     encode_notify_payloads,
     model_key,
+    user_channel,
+    user_channel_prefix,
 )
 
 KEY = model_key("res.partner")
@@ -171,3 +173,10 @@ def test_model_keys_and_channels():
     assert bus_channel("prod") == "zero_sudo:prod:events"
     with pytest.raises(ValueError):
         model_key("")
+
+
+def test_user_channels_of_the_event_protocol():
+    assert user_channel("prod", 7) == "zero_sudo:prod:user:7"
+    assert user_channel("prod", 7).startswith(user_channel_prefix("prod"))
+    with pytest.raises(ValueError):
+        user_channel("prod", 0)

@@ -210,3 +210,39 @@ def test_launcher_reports_a_child_refused_at_start(taken_port):
         "zero-sudo-relay: relay_http_port %d on 127.0.0.1 is already in use" % taken_port,
         "zero-sudo-daemons: relay exited with code 2; stopping the others",
     ]
+
+
+def test_settings_table_matches_the_frozen_settings():
+    assert [o.name for o in OPTIONS] == list(Settings.__dataclass_fields__)
+
+
+def test_settings_precedence_flag_env_conf_options_default(tmp_path):
+    conf = tmp_path / "odoo.conf"
+    conf.write_text(
+        "[options]\ndb_name = from_options\ndb_port = 5433\ndb_user = False\n[zero_sudo]\nredis_url = redis://conf:6379/0\nlog_level = WARNING\n"
+    )
+    env = {"ZERO_SUDO_CONFIG": str(conf), "ZERO_SUDO_LOG_LEVEL": "DEBUG", "ZERO_SUDO_DB_HOST": "envhost"}
+    settings = resolve_settings(["--db-host", "flaghost"], env)
+    assert settings.db_host == "flaghost"  # flag beats env
+    assert settings.log_level == "DEBUG"  # env beats [zero_sudo]
+    assert settings.redis_url == "redis://conf:6379/0"  # [zero_sudo] beats default
+    assert settings.db_name == "from_options" and settings.db_port == 5433  # Odoo's own keys
+    assert settings.db_user == ""  # odoo.conf's False means unset
+    assert settings.relay_http_port == 9101  # default
+    with pytest.raises(AttributeError):
+        settings.db_name = "x"
+
+
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        (["--db-port", "abc"], {}),
+        ([], {"ZERO_SUDO_RELAY_HTTP_PORT": "80x"}),
+        (["--log-format", "xml"], {}),
+        (["--relay-max-pending-ids", "0"], {}),
+        (["--config", "/nonexistent/odoo.conf"], {}),
+    ],
+)
+def test_bad_settings_fail_with_a_clear_message(argv, env):
+    with pytest.raises(ConfigurationError):
+        resolve_settings(argv, env)

@@ -3,7 +3,8 @@
 import pytest
 import redis
 
-from zero_sudo_bus.subscriber import SUBSCRIBE_TIMEOUT_S, TRANSIENT_REDIS_ERRORS, Subscription
+from zero_sudo_bus.protocol import BusMessage, FlushReason, MessageKind, Op
+from zero_sudo_bus.subscriber import SUBSCRIBE_TIMEOUT_S, TRANSIENT_REDIS_ERRORS, BusDispatcher, SequenceTracker, Subscription
 
 
 def _subscription(pattern=False, idle_timeout=1.5):
@@ -45,3 +46,32 @@ def test_no_confirmation_first_is_a_transient_redis_error(first):
         subscription.handle(first)
     assert isinstance(info.value, TRANSIENT_REDIS_ERRORS), "the owner reconnects with backoff"
     assert calls == [] and not subscription.confirmed
+
+
+def _msg(epoch, seq, kind="change"):
+    if kind == "flush":
+        return BusMessage(epoch, seq, MessageKind.FLUSH, reason=FlushReason.START)
+    return BusMessage(epoch, seq, MessageKind.CHANGE, 1, Op.WRITE, (1,))
+
+
+def test_sequence_tracker_detects_gaps_and_epoch_changes():
+    tracker = SequenceTracker()
+    assert tracker.observe(_msg("a", 5)) is None  # first message after subscribing
+    assert tracker.observe(_msg("a", 6)) is None
+    assert tracker.observe(_msg("a", 8)) is FlushReason.GAP
+    assert tracker.observe(_msg("a", 9)) is None
+    assert tracker.observe(_msg("b", 3)) is FlushReason.EPOCH
+    assert tracker.observe(_msg("c", 0, "flush")) is FlushReason.START
+    assert tracker.observe(_msg("c", 1)) is None
+    assert tracker.observe(_msg("c", 1)) is FlushReason.GAP  # a replay is not "in order" either
+
+
+def test_dispatcher_counts_garbage_and_flushes_before_applying():
+    calls = []
+    dispatcher = BusDispatcher(lambda m: calls.append(("change", m.seq)), lambda r: calls.append(("flush", r)))
+    dispatcher.resubscribed()
+    dispatcher.dispatch(b"not json")
+    dispatcher.dispatch(b'{"v":1,"epoch":"e","seq":4,"kind":"change","model":1,"op":2,"ids":[1]}')
+    dispatcher.dispatch(b'{"v":1,"epoch":"e","seq":6,"kind":"change","model":1,"op":2,"ids":[1]}')
+    assert calls == [("flush", "reconnect"), ("change", 4), ("flush", "gap"), ("change", 6)]
+    assert (dispatcher.received, dispatcher.rejected, dispatcher.flushes) == (2, 1, 2)

@@ -1,31 +1,11 @@
-"""Ingestion's pure parts: the message format, batching, landing plans, polling decisions."""
+"""zero_sudo_daemons.polling, without I/O: sources, retry timing, circuit breaker, answers."""
 
 import json
 import random
 
-import pamqp.encode
 import pytest
 
-from zero_sudo_bus.ingest import (
-    MAX_MESSAGE_BYTES,
-    IngestMessage,
-    check_stream_code,
-    decode_ingest_message,
-    encode_ingest_message,
-    routing_key,
-)
-from zero_sudo_bus.protocol import Rejected
-from zero_sudo_daemons.batching import BatchWindow
 from zero_sudo_daemons.errors import ConfigurationError
-from zero_sudo_daemons.landing_plan import (
-    LandingRow,
-    RedeliveryLedger,
-    decode_batch,
-    encodable_headers,
-    is_row_fault,
-    plan_landing,
-    stream_codes,
-)
 from zero_sudo_daemons.polling import (
     MAX_RETRY_DELAY_S,
     AnswerUnusable,
@@ -38,99 +18,6 @@ from zero_sudo_daemons.polling import (
     load_sources,
     retry_backoff,
 )
-
-
-def test_ingest_message_round_trip_keeps_unicode():
-    message = IngestMessage("orders", "A-17", {"name": "Zoë", "n": [1, 2]})
-    assert decode_ingest_message(encode_ingest_message(message)) == message
-    assert routing_key("prod", "orders") == "prod.orders"
-
-
-@pytest.mark.parametrize(
-    ("body", "reason"),
-    [
-        (b"\xff", "not_json"),
-        (b"[]", "not_object"),
-        (b'{"v":2,"stream":"s","external_id":"1","data":{}}', "bad_version"),
-        (b'{"v":1,"stream":"s","external_id":"1","data":[]}', "bad_data"),
-        (b'{"v":1,"stream":"S!","external_id":"1","data":{}}', "bad_envelope"),
-        (b'{"v":1,"stream":"s","external_id":"","data":{}}', "bad_envelope"),
-        (b'{"v":1,"stream":"s","external_id":true,"data":{}}', "bad_envelope"),
-        (b'{"v":1,"stream":"s","data":{}}', "bad_envelope"),
-        (b'{"v":1,"stream":"s","external_id":"\\ud800","data":{}}', "bad_envelope"),
-        (b'{"v":1,"stream":"s","external_id":"1","data":{"n":1e400}}', "not_json"),
-        (b'{"v":1,"stream":"s","external_id":"1","data":{"n":NaN}}', "not_json"),
-        (b'{"v":1,"stream":"s","external_id":"1","data":{"n":-Infinity}}', "not_json"),
-        (b'{"v":1,"stream":"s","external_id":"1","data":' + b"[" * 10**5 + b"]" * 10**5 + b"}", "not_json"),
-        (b" " * (MAX_MESSAGE_BYTES + 1), "too_large"),
-    ],
-)
-def test_ingest_decoder_rejects(body, reason):
-    result = decode_ingest_message(body)
-    assert isinstance(result, Rejected) and result.reason == reason
-
-
-@pytest.mark.parametrize("code", ["", "A", "a.b", "a/b", "-a", "x" * 65])
-def test_stream_codes_are_safe_in_routing_keys_and_urls(code):
-    with pytest.raises(ValueError):
-        check_stream_code(code)
-
-
-def test_batch_window_by_count_and_by_time():
-    window = BatchWindow(max_size=3, max_wait=0.05)
-    assert window.remaining(now=10.0) is None
-    window.add("a", now=10.0)
-    window.add("b", now=10.04)
-    assert window.remaining(now=10.04) == pytest.approx(0.01)
-    assert window.remaining(now=11.0) == 0.0
-    window.add("c", now=10.045)
-    assert window.full
-    assert window.take() == ["a", "b", "c"]
-    assert not window.items and window.remaining(now=12.0) is None
-
-
-def test_plan_lands_good_messages_and_dead_letters_the_rest():
-    bodies = [
-        ("m1", encode_ingest_message(IngestMessage("orders", "1", {"x": 1}))),
-        ("m2", b"garbage"),
-        ("m3", encode_ingest_message(IngestMessage("gone", "2", {}))),
-        ("m4", encode_ingest_message(IngestMessage("orders", "3", {"s": "a\u0000b"}))),
-    ]
-    decoded = decode_batch(bodies)
-    assert stream_codes(decoded) == ["gone", "orders"]
-    plan = plan_landing(decoded, {"orders": 7})
-    assert plan.rows == [LandingRow(7, "1", '{"x":1}')]
-    assert plan.row_messages == ["m1"]
-    assert [(m, r.split(":")[0]) for m, r in plan.dead] == [("m2", "malformed"), ("m3", "unknown stream"), ("m4", "malformed")]
-
-
-def test_plan_dead_letters_text_postgresql_cannot_store():
-    decoded = decode_batch([("m1", b'{"v":1,"stream":"orders","external_id":"1","data":{"s":"\\udfff"}}')])
-    plan = plan_landing(decoded, {"orders": 7})
-    assert plan.rows == [] and plan.dead[0][1].startswith("malformed: text with a lone UTF-16 surrogate")
-
-
-@pytest.mark.parametrize(
-    ("sqlstate", "row_fault"),
-    [("22P02", True), ("23514", True), ("54001", True), ("08006", False), ("40001", False), ("42P01", False), (None, False)],
-)
-def test_only_data_errors_are_the_rows_fault(sqlstate, row_fault):
-    assert is_row_fault(sqlstate) is row_fault
-
-
-def test_headers_that_are_not_utf8_are_republished_byte_for_byte():
-    headers = {"raw": b"\xff\xfe", "nested": {"list": [b"\xc3\x28", 1]}, "n": 1, "s": "é"}
-    encodable = encodable_headers(headers)
-    assert encodable == {"raw": bytearray(b"\xff\xfe"), "nested": {"list": [bytearray(b"\xc3\x28"), 1]}, "n": 1, "s": "é"}
-    pamqp.encode.field_table(encodable)  # what the broker client does; raw bytes made it raise
-
-
-def test_a_message_redelivered_too_often_is_given_up_on_and_memory_stays_bounded():
-    ledger = RedeliveryLedger(limit=3, memory=2)
-    assert [ledger.redelivered("db.orders", b"poison") for _ in range(2)] == [False, True]
-    assert not ledger.redelivered("db.prices", b"poison"), "another routing key is another message"
-    ledger.redelivered("db.x", b"third")  # the oldest is forgotten
-    assert not ledger.redelivered("db.orders", b"poison")
 
 
 def _source(**overrides):
