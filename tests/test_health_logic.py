@@ -196,3 +196,34 @@ def test_relay_ops_urls_option():
     for bad in ("relay:9101", "ftp://relay", "http://relay:99999"):
         with pytest.raises(OptionError, match="must be http://host"):
             opt.parse(bad)
+
+
+def test_a_relay_following_several_databases_is_read_for_this_one():
+    """relay_databases/relay_dbfilter: /healthz nests each database, /metrics labels it."""
+    health = {
+        "status": "ok",
+        "role": "polling",
+        "following": "relay_databases acme, other",
+        "databases": {
+            DB: {"role": "active", "epoch": "e1", "channel": bus_channel(DB)},
+            "other": {"role": "standby", "epoch": None, "channel": bus_channel("other")},
+        },
+    }
+    metrics = parse_metrics(
+        'zero_sudo_relay_lag_seconds_bucket{db="acme",le="0.001"} 10\n'
+        'zero_sudo_relay_lag_seconds_bucket{db="acme",le="+Inf"} 10\n'
+        'zero_sudo_relay_lag_seconds_count{db="acme"} 10\nzero_sudo_relay_lag_seconds_sum{db="acme"} 0.005\n'
+        'zero_sudo_relay_lag_seconds_bucket{db="other",le="0.001"} 0\n'
+        'zero_sudo_relay_lag_seconds_bucket{db="other",le="+Inf"} 5\n'
+        'zero_sudo_relay_lag_seconds_count{db="other"} 5\nzero_sudo_relay_lag_seconds_sum{db="other"} 50\n'
+    )
+    replica = ReplicaReading("http://relays:9101", health, metrics)
+    ours = _by_probe(relay_checks(DB, "e1", [replica], configured=True))
+    assert ours[Probe.RELAY_LEADER].status is Status.OK
+    assert ours[Probe.RELAY_LAG].status is Status.OK and "mean 0.5 ms over 10 batches" in ours[Probe.RELAY_LAG].detail
+    other = _by_probe(relay_checks("other", "e9", [replica], configured=True))
+    assert other[Probe.RELAY_LEADER].status is Status.ERROR
+    assert "http://relays:9101 (standby, epoch -)" in other[Probe.RELAY_LEADER].detail
+    assert _by_probe(relay_checks("third", "e3", [replica], configured=True))[Probe.RELAY_LEADER].detail == (
+        "none of relay_ops_urls relays %s" % bus_channel("third")
+    )

@@ -247,6 +247,18 @@ class ReplicaReading:
     metrics: Sequence[Sample] | Failed
 
 
+def replica_view(health: Mapping[str, object], database: str) -> Mapping[str, object] | None:
+    """What a replica's /healthz says of ``database`` (role, epoch, channel), None if it does
+    not relay it. A relay of one database answers ``{role, epoch, channel}``; one following
+    several (relay_databases, relay_dbfilter) answers ``{role, following, databases: {db: {role,
+    epoch, channel}}}``."""
+    databases = health.get("databases")
+    view = databases.get(database) if isinstance(databases, Mapping) else health
+    if isinstance(view, Mapping) and view.get("channel") == bus_channel(database):
+        return view
+    return None
+
+
 def relay_checks(
     database: str,
     epoch: str | None | Failed,
@@ -269,11 +281,12 @@ def relay_checks(
         unknown = "relay_ops_urls is not set in odoo.conf: only the epoch is known (from Redis)"
         return [*checks, Check(Probe.RELAY_LEADER, Status.UNKNOWN, unknown, database), Check(Probe.RELAY_LAG, Status.UNKNOWN, unknown, database)]
 
-    channel = bus_channel(database)
     unreachable = ["%s (%s)" % (replica.url, replica.health.error) for replica in replicas if isinstance(replica.health, Failed)]
-    ours = [r for r in replicas if not isinstance(r.health, Failed) and r.health.get("channel") == channel]
-    leaders = [r for r in ours if r.health.get("role") == "active" and not isinstance(epoch, Failed) and r.health.get("epoch") == epoch]
-    others = ["%s (%s, epoch %s)" % (r.url, r.health.get("role"), r.health.get("epoch") or "-") for r in ours if r not in leaders]
+    views = [(r, replica_view(r.health, database)) for r in replicas if not isinstance(r.health, Failed)]
+    ours = [(r, view) for r, view in views if view is not None]
+    current = None if isinstance(epoch, Failed) else epoch
+    leaders = [r for r, view in ours if view.get("role") == "active" and current is not None and view.get("epoch") == current]
+    others = ["%s (%s, epoch %s)" % (r.url, view.get("role"), view.get("epoch") or "-") for r, view in ours if r not in leaders]
     notes = []
     if others:
         notes.append("others: " + ", ".join(others))
@@ -287,7 +300,7 @@ def relay_checks(
         checks.append(_lag_check(database, leader))
     else:
         if not ours and not unreachable:
-            detail = "none of relay_ops_urls relays %s" % channel
+            detail = "none of relay_ops_urls relays %s" % bus_channel(database)
         else:
             detail = "no replica is active with the current epoch" + suffix
         checks.append(Check(Probe.RELAY_LEADER, Status.ERROR, detail, database))
@@ -298,7 +311,8 @@ def relay_checks(
 def _lag_check(database: str, leader: ReplicaReading) -> Check:
     if isinstance(leader.metrics, Failed):
         return Check(Probe.RELAY_LAG, Status.UNKNOWN, "%s/metrics unread: %s" % (leader.url, leader.metrics.error), database)
-    lag = relay_lag(leader.metrics)
+    # A relay following several databases labels each sample with its database (db="...").
+    lag = relay_lag([sample for sample in leader.metrics if sample[1].get("db", database) == database])
     pending = "" if lag.pending_ids is None else "; %d IDs pending" % lag.pending_ids
     if not lag.batches:
         return Check(Probe.RELAY_LAG, Status.OK, "no batch published yet%s" % pending, database)
