@@ -1,4 +1,5 @@
-"""make bench-export: zero_sudo_export's streaming export against Odoo's export_data.
+"""make bench-export: zero_sudo_export's streaming export against Odoo's export_data, and the
+export dialog's streamed XLSX and CSV against Odoo's own XLSX export.
 
 Runs with Odoo's Python (scripts/odoo_bench.sh). One process fills res.partner with 1 000 000
 contacts by SQL (each with a parent company, a country and a state: three related fields);
@@ -7,8 +8,17 @@ contacts (name, parent_id.name, country_id.code, state_id.name) is written to /d
 the first 100 000 are exported in three alternated rounds by the streaming exporter and by
 Odoo's ``export_data`` (medians compared). RSS growth is the highest RSS sampled during the
 export minus the RSS before it.
+
+The dialog's path: the request the export dialog posts (labels, many2one display names, a
+selection, a datetime: DIALOG_FIELDS), written by the streamed XLSX for 10 000, 100 000 and
+1 000 000 contacts and by the streamed CSV for 100 000 and 1 000 000, to /dev/null; at 100 000,
+three alternated rounds of the streamed XLSX, the streamed CSV and Odoo's own XLSX export
+(``export_data`` of the whole search, then Odoo's ExcelExport writer: what /web/export/xlsx
+does) of the same rows, medians compared.
 Last line: BENCH export rows_per_s=… rss_growth_mb_10k=… rss_growth_mb_1m=… queries_per_chunk=…
-odoo_export_data_rss_growth_mb_100k=…
+odoo_export_data_rss_growth_mb_100k=… xlsx_rows_per_s=… xlsx_rss_growth_mb_10k=…
+xlsx_rss_growth_mb_100k=… xlsx_rss_growth_mb_1m=… csv_rows_per_s=… csv_rss_growth_mb_1m=…
+odoo_xlsx_rows_per_s=… odoo_xlsx_rss_growth_mb_100k=…
 """
 
 from __future__ import annotations
@@ -28,6 +38,15 @@ ODOO_FIELDS = ["name", "parent_id/name", "country_id/code", "state_id/name"]
 SIZES = (10_000, 100_000, 1_000_000)
 COMPANIES = 1000
 ROUNDS = 3  # the 100 000-row comparison: medians of three alternated rounds
+# The dialog's columns: (field path, label, type) as ListController.downloadExport posts them.
+DIALOG_FIELDS = [
+    ("name", "Name", "char"),
+    ("parent_id", "Related Company", "many2one"),
+    ("country_id", "Country", "many2one"),
+    ("state_id", "State", "many2one"),
+    ("type", "Address Type", "selection"),
+    ("create_date", "Created on", "datetime"),
+]
 
 
 def odoo_env(database: str):
@@ -105,9 +124,25 @@ def measure(database: str, size: int, mode: str) -> dict:
         env["res.partner"].search([], limit=1)  # load what every request loads
         from odoo.addons.zero_sudo_export.tools.streaming import render
 
+        params = {
+            "import_compat": False,
+            "context": {},
+            "domain": domain,
+            "groupby": [],
+            "ids": False,
+            "model": "res.partner",
+            "fields": [{"name": name, "label": label, "type": kind} for name, label, kind in DIALOG_FIELDS],
+        }
         queries, started = cr.sql_log_count, time.perf_counter()
         with PeakRss() as rss:
-            if mode == "stream":
+            if mode in ("xlsx", "csv"):
+                exporter = env["zero_sudo.export"]
+                with open(os.devnull, "wb") as sink:
+                    for piece in exporter._dialog_pieces(exporter._dialog_parse(params), "zs_" + mode):
+                        sink.write(piece)
+            elif mode == "odoo_xlsx":
+                odoo_xlsx(env, params)
+            elif mode == "stream":
                 with open(os.devnull, "wb") as sink:
                     for piece in render(env["zero_sudo.export"]._export_rows("res.partner", domain, FIELDS), "json"):
                         sink.write(piece)
@@ -121,6 +156,28 @@ def measure(database: str, size: int, mode: str) -> dict:
             "rss_growth_mb": rss.growth_mb,
             "queries_per_chunk": (cr.sql_log_count - queries) / chunks,
         }
+
+
+def odoo_xlsx(env, params: dict) -> int:
+    """Odoo's /web/export/xlsx for ``params``, minus HTTP: ExportFormat.base's search and
+    export_data, then ExcelExport.from_data (which reads ``request.env``: a stand-in is pushed)."""
+    from odoo.addons.web.controllers.export import ExcelExport
+    from odoo.http import _request_stack
+
+    class StandIn:
+        pass
+
+    stand_in = StandIn()
+    stand_in.env = env
+    _request_stack.push(stand_in)
+    try:
+        model = env[params["model"]].with_context(import_compat=False)
+        records = model.search(params["domain"], offset=0, limit=False, order=False)
+        rows = records.export_data([field["name"] for field in params["fields"]])["datas"]
+        body = ExcelExport().from_data(params["fields"], [field["label"] for field in params["fields"]], rows)
+        return len(body)
+    finally:
+        _request_stack.pop()
 
 
 def run_child(database: str, size: int, mode: str) -> dict:
@@ -164,16 +221,55 @@ def main() -> None:
         "medians at %d rows: stream %.0f rows/s, export_data %.0f rows/s, ratio %.2f"
         % (SIZES[1], speed["stream"], speed["export_data"], speed["stream"] / speed["export_data"])
     )
+    dialog = dialog_path(args.database)
     print(
-        "BENCH export rows_per_s=%.0f rss_growth_mb_10k=%.1f rss_growth_mb_1m=%.1f queries_per_chunk=%.1f odoo_export_data_rss_growth_mb_100k=%.1f"
+        "BENCH export rows_per_s=%.0f rss_growth_mb_10k=%.1f rss_growth_mb_1m=%.1f queries_per_chunk=%.1f odoo_export_data_rss_growth_mb_100k=%.1f %s"
         % (
             speed["stream"],
             stream[SIZES[0]]["rss_growth_mb"],
             stream[SIZES[-1]]["rss_growth_mb"],
             stream[SIZES[-1]]["queries_per_chunk"],
             export_data_rss,
+            " ".join("%s=%s" % item for item in dialog.items()),
         )
     )
+
+
+def dialog_path(database: str) -> dict:
+    """The export dialog's streamed XLSX and CSV against Odoo's XLSX; the BENCH figures."""
+    single = {("xlsx", SIZES[0]): None, ("xlsx", SIZES[-1]): None, ("csv", SIZES[-1]): None}
+    for mode, size in single:
+        single[mode, size] = figures = run_child(database, size, mode)
+        print(
+            "dialog %-4s %8d rows: %7.0f rows/s, RSS growth %6.1f MB"
+            % (mode, size, figures["rows_per_s"], figures["rss_growth_mb"]),
+            flush=True,
+        )
+    rounds = {"xlsx": [], "csv": [], "odoo_xlsx": []}
+    for round_no in range(1, ROUNDS + 1):
+        for mode, results in rounds.items():
+            results.append(run_child(database, SIZES[1], mode))
+            print(
+                "round %d, dialog %-9s %d rows: %7.0f rows/s, RSS growth %6.1f MB"
+                % (round_no, mode, SIZES[1], results[-1]["rows_per_s"], results[-1]["rss_growth_mb"]),
+                flush=True,
+            )
+    speed = {mode: statistics.median(r["rows_per_s"] for r in results) for mode, results in rounds.items()}
+    rss = {mode: statistics.median(r["rss_growth_mb"] for r in results) for mode, results in rounds.items()}
+    print(
+        "medians at %d rows: streamed xlsx %.0f rows/s, streamed csv %.0f rows/s, Odoo's xlsx %.0f rows/s (xlsx ratio %.2f)"
+        % (SIZES[1], speed["xlsx"], speed["csv"], speed["odoo_xlsx"], speed["xlsx"] / speed["odoo_xlsx"])
+    )
+    return {
+        "xlsx_rows_per_s": "%.0f" % speed["xlsx"],
+        "xlsx_rss_growth_mb_10k": "%.1f" % single["xlsx", SIZES[0]]["rss_growth_mb"],
+        "xlsx_rss_growth_mb_100k": "%.1f" % rss["xlsx"],
+        "xlsx_rss_growth_mb_1m": "%.1f" % single["xlsx", SIZES[-1]]["rss_growth_mb"],
+        "csv_rows_per_s": "%.0f" % speed["csv"],
+        "csv_rss_growth_mb_1m": "%.1f" % single["csv", SIZES[-1]]["rss_growth_mb"],
+        "odoo_xlsx_rows_per_s": "%.0f" % speed["odoo_xlsx"],
+        "odoo_xlsx_rss_growth_mb_100k": "%.1f" % rss["odoo_xlsx"],
+    }
 
 
 if __name__ == "__main__":

@@ -19,7 +19,17 @@ _logger = logging.getLogger(__name__)
 # Records, not rows: one2many lines are not known before the export runs.
 BACKGROUND_THRESHOLD_PARAM = "zero_sudo_export.background_threshold"
 DEFAULT_BACKGROUND_THRESHOLD = 100_000
-READY = "zero_sudo_export/ready"  # bus notification type of a finished background export
+READY = "zero_sudo_export/ready"
+# Field values the ORM cache may hold between two chunks before it is emptied (_dialog_rows):
+# some 10 MB, whatever the number of records exported.
+CACHE_BOUND = 100_000
+
+
+def _cached_values(env) -> int:
+    """How many field values the environment's cache holds. Odoo has no public measure of it:
+    this counts the entries of its per-field dictionaries (a context-dependent field counts
+    one per context)."""
+    return sum(len(values) for values in env.cache._data.values())  # bus notification type of a finished background export
 
 
 @dataclass(frozen=True)
@@ -117,7 +127,13 @@ class Exporter(models.AbstractModel):
         for records in self._dialog_records(export, chunk_size):
             yield from records.export_data(export.field_names)["datas"]
             count += len(records)
-            records.env.invalidate_all()  # nothing of this chunk stays in memory
+            # The chunk's own records leave the cache at once. The records they point to
+            # (companies, countries, tags: often the same from one chunk to the next) stay,
+            # so that their display names are not computed again for every chunk, until the
+            # cache holds CACHE_BOUND values: then everything goes.
+            records.invalidate_recordset()
+            if _cached_values(records.env) > CACHE_BOUND:
+                records.env.invalidate_all()
         _logger.info(
             "User %d exported %d %r records (streamed). Fields: %s. %s: %s",
             self.env.uid, count, export.model._name, ",".join(export.field_names),

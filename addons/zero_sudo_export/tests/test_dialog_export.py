@@ -26,6 +26,7 @@ PARTNER_FIELDS = [
     ("child_ids/type", "Contact/Address Type", "selection"),
     ("create_date", "Created on", "datetime"),
     ("ref", "Reference", "char"),
+    ("website", "Website Link", "char"),
 ]
 CURRENCY_FIELDS = [
     ("name", "Currency", "char"),
@@ -76,7 +77,7 @@ class DialogCase(HttpCase):
         tag = cls.env["res.partner.category"].create({"name": "zs-dialog"})
         cls.company = cls.env["res.partner"].create(
             {"name": "ZS Dialog Co", "is_company": True, "country_id": cls.env.ref("base.be").id, "category_id": [(6, 0, tag.ids)],
-             "ref": "=1+1"}
+             "ref": "=1+1", "website": "https://zs.example.com"}
         )
         cls.env["res.partner"].create(
             [{"name": "ZS Dialog Person %d" % n, "parent_id": cls.company.id, "title": doctor.id, "type": ("invoice", "delivery", "other")[n % 3],

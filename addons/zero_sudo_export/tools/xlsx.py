@@ -66,9 +66,22 @@ class ConstantMemoryXlsxWriter(ExportXlsxWriter):
         super().write_cell(row, column, cell_value)
 
     def write_rows(self, rows) -> int:
-        """Write ``rows`` under the header; returns how many there were."""
-        count = 0
+        """Write ``rows`` under the header; returns how many there were.
+
+        Most cells are plain text: for those, the cell goes straight to the string writer that
+        ``worksheet.write`` would have picked after five calls of dispatch (the string is not
+        empty, not a formula, not a URL, not too long). Any other cell takes Odoo's
+        ``write_cell``, dispatch included.
+        """
+        worksheet, style, strmax = self.worksheet, self.base_style, self.worksheet.xls_strmax
+        write_string, write_cell = worksheet._write_string, self.write_cell
+        count, rowmax = 0, worksheet.xls_rowmax
         for count, values in enumerate(rows, 1):
+            if count >= rowmax:
+                write_cell(count, 0, "")  # refuses, as any cell past the sheet's last row
             for column, value in enumerate(values):
-                self.write_cell(count, column, value)
+                if type(value) is str and value and ":" not in value and value[0] not in "={" and len(value) <= strmax:
+                    write_string(count, column, value.replace("\r", " "), style)
+                else:
+                    write_cell(count, column, value)
         return count
