@@ -10,6 +10,7 @@ tests stand in for Odoo with the one row the relay asks about (``ir_module_modul
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import signal
 import subprocess
@@ -20,7 +21,10 @@ import psycopg
 import pytest
 
 from conftest import REDIS_URL, BusRecorder, DaemonProcess, notify, pg_conninfo, wait_until
+from zero_sudo_bus.options import database_names
 from zero_sudo_bus.protocol import Op, bus_channel, encode_notify_payloads
+from zero_sudo_daemons.relay import CLIENT_NAME
+from zero_sudo_daemons.relay_databases import DatabaseSelection
 
 
 def payload(*ids: int) -> str:
@@ -135,6 +139,27 @@ def test_listed_databases_each_relay_on_their_own_channel_and_a_dropped_one_is_l
     assert relay.stop(signal.SIGTERM) == 0
 
 
+def test_a_failure_in_one_database_leaves_the_others_relaying(names, multi_relay, bus_recorder):
+    steady, troubled = names("steady"), names("troubled")
+    create_database(steady)
+    create_database(troubled)
+    relay = multi_relay("--relay-dbfilter", "^" + names.prefix)
+    recorders = {db: bus_recorder(db) for db in (steady, troubled)}
+    relay.wait_following({steady, troubled})
+    with psycopg.connect(pg_conninfo("postgres"), autocommit=True) as conn:
+        terminated = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+            (troubled, CLIENT_NAME),
+        ).fetchone()[0]
+    assert terminated >= 1
+    wait_until(lambda: "recover" in recorders[troubled].flushes(), what="the troubled database's relay recovering")
+    relay.wait_following({steady, troubled})
+    notify(steady, payload(1))
+    notify(troubled, payload(2))
+    assert_each_channel_has_only_its_own(recorders, {steady: [1], troubled: [2]})
+    assert recorders[steady].flushes() == ["reconnect", "start"], "the other database's relay never noticed"
+
+
 def test_a_dbfilter_with_odoo_host_placeholders_is_refused_with_one_line():
     result = subprocess.run(
         [sys.executable, "-m", "zero_sudo_daemons.relay", "--relay-dbfilter", "^%d$"], capture_output=True, text=True, timeout=30
@@ -191,3 +216,10 @@ def test_every_odoo_database_the_filter_selects_relays_on_its_own_channel(odoo_t
     assert relay.proc.poll() is None
     assert relay.stop(signal.SIGTERM) == 0
     assert sum("relay stopped db=" in line for line in relay.output) >= 2
+
+
+def test_the_filter_matches_from_the_start_of_a_name_as_odoos_dbfilter():
+    selection = DatabaseSelection(pattern=re.compile("acme"))
+    assert selection.wants("acme_prod") and not selection.wants("old_acme")
+    listed = DatabaseSelection(names=frozenset(database_names(" a, b,,a ")))
+    assert listed.wants("a") and listed.wants("b") and not listed.wants("ab")
