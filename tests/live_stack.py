@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
 NGINX = os.environ.get("ZERO_SUDO_NGINX", "/usr/sbin/nginx")
+REDIS_URL_DEFAULT = "redis://127.0.0.1:6379/0"
 TOKEN_SECRET = "live-stack-secret-" + secrets.token_hex(8)
 
 
@@ -120,6 +121,8 @@ class OdooServer:
         self.conf = os.path.join(self.dir, "odoo.conf")
         self.proc: subprocess.Popen | None = None
         self.output: OutputCollector | None = None
+        self.installed = False
+        self.gevent_problem: str | None = None
 
     @property
     def url(self) -> str:
@@ -159,6 +162,7 @@ class OdooServer:
             )
         if done.returncode != 0:
             raise RuntimeError("installing %s failed:\n%s" % (self.modules, Path(log).read_text()[-3000:]))
+        self.installed = True
 
     def start(self) -> OdooServer:
         self.proc = subprocess.Popen(
@@ -267,10 +271,26 @@ class Daemon:
                 self.proc.wait()
 
 
+def ensure_nginx() -> None:
+    """Debian's nginx, installed with apt-get when missing (as root), or one actionable error."""
+    if os.access(NGINX, os.X_OK):
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise RuntimeError("%s is missing: run 'apt-get install -y nginx' as root (or set ZERO_SUDO_NGINX)" % NGINX)
+    print("live stack: installing nginx with apt-get", file=sys.stderr)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "nginx"],
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        stdout=subprocess.DEVNULL,
+        check=True,
+    )
+
+
 class PrivateNginx:
     """Debian's nginx on a loopback port, running docker/nginx.conf with loopback upstreams."""
 
     def __init__(self, odoo_port: int, gevent_port: int, gateway_port: int, worker_connections: int = 8192) -> None:
+        ensure_nginx()
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="zs_nginx_")
         site = (ROOT / "docker" / "nginx.conf").read_text()
@@ -338,7 +358,8 @@ class LiveStack:
             raise
 
     def _start(self) -> LiveStack:
-        self.odoo.install()
+        if not self.odoo.installed:
+            self.odoo.install()
         self.odoo.start()
         db = self.odoo.db
         common = ("--db-name", db, "--db-host", os.environ.get("ZERO_SUDO_DB_HOST", "127.0.0.1"), "--redis-url", self.redis_url)
