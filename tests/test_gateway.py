@@ -293,11 +293,11 @@ def test_a_ping_flood_from_a_reading_client_is_closed_with_policy_violation(bus_
 
 # 2000 stalled clients are dropped while /healthz is probed, among 10 000 connections: full
 # garbage collections walking all of them stalled the gateway 0.45-0.55 s here (3.7 s in
-# issue 11 on a bigger heap), against ~0.1 s now (printed; the target is 0.1 s). 0.3 s
-# catches the former with room for a busy 2-core machine.
+# issue 11 on a bigger heap), against ~0.1 s now (printed; the target is 0.1 s). 0.4 s
+# catches the former with room for a busy 2-core machine (0.38 s seen under a load of 9).
 DROPPED_CLIENTS = 2000
 IDLE_CLIENTS = 8000
-HEALTHZ_BOUND_S = 0.3
+HEALTHZ_BOUND_S = 0.4
 
 
 def test_healthz_answers_while_thousands_of_slow_clients_are_dropped(bus_db, start_gateway, redis_client):
