@@ -51,6 +51,7 @@ from websockets.protocol import Event, State
 
 from zero_sudo_bus.channels import MAX_USER_MESSAGE_BYTES, MODEL_PREFIX, USER_PREFIX
 from zero_sudo_bus.protocol import BusMessage, model_key, user_channel_prefix
+from zero_sudo_bus.redis_clients import RedisTarget, async_blocking_pool
 from zero_sudo_bus.sessions import decode_session, session_key, session_uid
 from zero_sudo_bus.subscriber import TRANSIENT_REDIS_ERRORS, AsyncBusSubscriber, Subscription, follow_async
 from zero_sudo_bus.tokens import TokenError, verify_token
@@ -324,9 +325,9 @@ class Gateway:
         self.registry = self.metrics.registry
         self.port = settings.gateway_port
         self.allowed_origins = parse_origins(settings.gateway_allowed_origins)
-        self.bus = AsyncBusSubscriber(
-            settings.redis_url, settings.db_name, self._on_change, self._on_flush, client_name=CLIENT_NAME
-        )
+        # The Redis master: redis_url, or the one the Sentinels name (followed through a failover).
+        self.redis = RedisTarget.of(settings)
+        self.bus = AsyncBusSubscriber(self.redis, settings.db_name, self._on_change, self._on_flush, client_name=CLIENT_NAME)
         self._user_prefix = user_channel_prefix(settings.db_name)
         self._index: dict[str, set[GatewayConnection]] = {}  # channel name → subscribers
         self._models: dict[int, tuple[str, str]] = {}  # model key → (channel name, model name)
@@ -368,8 +369,8 @@ class Gateway:
         limit = raise_open_files_limit()
         if limit < self.settings.gateway_max_connections + 64:
             _logger.warning("open files limit %d is below gateway_max_connections + 64: raise ulimit -n", limit)
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            self.settings.redis_url,
+        pool = async_blocking_pool(
+            self.redis,
             max_connections=SESSION_POOL_SIZE,
             timeout=SESSION_LOOKUP_TIMEOUT_S,
             socket_timeout=SESSION_LOOKUP_TIMEOUT_S,
@@ -718,7 +719,7 @@ class Gateway:
         """
         subscription = Subscription(self._user_prefix + "*", self._user_channels_confirmed, self._on_user_message, pattern=True)
         try:
-            await follow_async(self.settings.redis_url, CLIENT_NAME, subscription)
+            await follow_async(self.redis, CLIENT_NAME, subscription)
         finally:
             self._user_channels_connected = False
 

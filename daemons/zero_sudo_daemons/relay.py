@@ -54,6 +54,7 @@ from zero_sudo_bus.protocol import (
     encode_flush_message,
     epoch_key,
 )
+from zero_sudo_bus.redis_clients import RedisTarget
 
 from .coalescing import Coalescer, Drained
 from .errors import ConfigurationError, ConnectionLost, DatabaseDropped, TransientError
@@ -199,7 +200,7 @@ class Relay:
                 return
             # The lease: a leader silent this long loses its session, and the lock with it.
             await pg.execute("SET idle_session_timeout = %d" % LEADER_LEASE_MS, (), KEEPALIVE_TIMEOUT_S)
-            bus = await RedisPublisher.connect(self.settings.redis_url, CLIENT_NAME, KEEPALIVE_TIMEOUT_S)
+            bus = await RedisPublisher.connect(RedisTarget.of(self.settings), CLIENT_NAME, KEEPALIVE_TIMEOUT_S)
             try:
                 await self._relay(pg, bus, stopping, lost)
             finally:

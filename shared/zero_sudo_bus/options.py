@@ -189,6 +189,25 @@ def check_http_urls(value: str) -> str:
     return value
 
 
+def sentinel_addresses(value: str) -> tuple[tuple[str, int], ...]:
+    """The ``host:port`` pairs of a comma-separated Sentinel list (``[::1]:26379`` for IPv6);
+    OptionError on the first that is not one. Pure, so Odoo, the daemons and the check agree."""
+    addresses: list[tuple[str, int]] = []
+    for address in filter(None, (part.strip() for part in value.split(","))):
+        host, colon, port = address.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) <= MAX_PORT:
+            raise OptionError("must be Sentinel host:port addresses separated by commas, got %r" % address)
+        addresses.append((host, int(port)))
+    return tuple(addresses)
+
+
+def check_sentinel_addresses(value: str) -> str:
+    """Sentinel addresses: a typo would otherwise surface as "no master found" at the first command."""
+    sentinel_addresses(value)
+    return value
+
+
 CHECK_SUMMARIES: dict[Check, str] = {
     check_non_empty: "not empty",
     check_positive: "> 0",
@@ -196,6 +215,7 @@ CHECK_SUMMARIES: dict[Check, str] = {
     check_dbfilter: "regular expression, without `%d`/`%h`",
     check_redis_url: "`redis://`, `rediss://` or `unix://` URL, database a number",
     check_amqp_url: "`amqp://` or `amqps://` URL",
+    check_sentinel_addresses: "`host:port` Sentinel addresses, comma-separated",
     check_http_urls: "`http(s)://host[:port]` URLs, comma-separated",
 }
 
@@ -312,6 +332,27 @@ OPTIONS: tuple[Option, ...] = (
         Side.BOTH,
         "Redis URL: the daemons' pub/sub; Odoo's sessions, pools and relay channel",
         check=check_redis_url,
+    ),
+    # High availability: Redis Sentinel, the engine operators already run beside Redis. With
+    # Sentinels every Redis user asks them for the master of ``redis_sentinel_service`` (on
+    # each connection, so a failover is followed) and keeps only redis_url's password,
+    # database and TLS; its host and port are not used.
+    Option(
+        "redis_sentinels",
+        str,
+        "",
+        Side.BOTH,
+        "Redis Sentinel addresses, comma-separated (empty: redis_url is the Redis itself); with them, "
+        "the master is asked of the Sentinels and redis_url gives only password, database and TLS",
+        check=check_sentinel_addresses,
+    ),
+    Option(
+        "redis_sentinel_service",
+        str,
+        "mymaster",
+        Side.BOTH,
+        "the master's name in the Sentinels' configuration (sentinel monitor <name> ...)",
+        check=check_non_empty,
     ),
     Option("log_level", str, "INFO", Side.DAEMONS, "daemon log level", choices=LOG_LEVELS),
     Option("log_format", str, "json", Side.DAEMONS, "daemon logs: json (one object per line) or text", choices=("json", "text")),
@@ -496,6 +537,20 @@ OPTIONS: tuple[Option, ...] = (
     ),
     # A dead Redis must cost a request seconds, not the kernel's minutes of TCP retries.
     Option("redis_timeout", float, 2.0, Side.ODOO, "Redis connect and command timeout in seconds", check=check_positive),
+    # Redis replicates asynchronously: a session written just before the master dies may not
+    # have reached the replica Sentinel promotes. Waiting for one replica's acknowledgement
+    # (WAIT 1) after each session write keeps logins across a failover; a session is written
+    # on login, logout and context changes only, and a replica on the same network answers in
+    # about a millisecond, so 100 ms is only ever spent when no replica is there.
+    Option(
+        "session_replica_wait_ms",
+        int,
+        100,
+        Side.ODOO,
+        "with redis_sentinels: after a session write, wait at most this long for a replica to have it "
+        "(kept through a failover); 0: do not wait",
+        minimum=0,
+    ),
     # pika connections are not thread-safe and one is lent per publish: 4 per process keeps
     # RabbitMQ's connection count at 4 x processes, far below its default limits.
     Option("amqp_pool_size", int, 4, Side.ODOO, "RabbitMQ connections per Odoo process at most", minimum=1),
@@ -550,6 +605,8 @@ def check_together(values: Mapping[str, Any]) -> None:
     """Rules between keys, checked on the values one side resolved (keys it does not read are skipped)."""
     if values.get("relay_databases") and values.get("relay_dbfilter"):
         raise OptionError("relay_databases and relay_dbfilter are two ways to choose the relay's databases: set one")
+    if values.get("redis_sentinels") and str(values.get("redis_url", "")).startswith("unix://"):
+        raise OptionError("redis_sentinels needs a redis:// or rediss:// redis_url: Sentinels name masters by host and port")
     if "landing_prefetch" in values and "landing_batch_size" in values:
         prefetch, batch = values["landing_prefetch"], values["landing_batch_size"]
         if prefetch < batch:

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-import redis.asyncio
 
 from .backoff import Backoff
 from .protocol import BusMessage, FlushReason, MessageKind, Rejected, bus_channel, decode_bus_message
+from .redis_clients import RedisTarget, async_client, sync_client
 
 _logger = logging.getLogger(__name__)
 
@@ -169,13 +169,19 @@ def client_options(client_name: str) -> dict[str, Any]:
     return {"health_check_interval": HEALTH_CHECK_INTERVAL_S, "socket_keepalive": True, "client_name": client_name}
 
 
-def follow(redis_url: str, client_name: str, subscription: Subscription, stopping: threading.Event) -> None:
+def as_target(where: str | RedisTarget) -> RedisTarget:
+    """A plain ``redis_url`` is the Redis itself; a :class:`RedisTarget` may name Sentinels."""
+    return where if isinstance(where, RedisTarget) else RedisTarget(where)
+
+
+def follow(where: str | RedisTarget, client_name: str, subscription: Subscription, stopping: threading.Event) -> None:
     """Subscribe on a fresh connection and feed ``subscription`` until ``stopping`` is set.
 
     Redis errors propagate (the caller decides about reconnecting); the connection is closed
-    whatever happens.
+    whatever happens. With Sentinels, each call asks them for the master: after a failover
+    the caller's next attempt follows the new one.
     """
-    client = redis.Redis.from_url(redis_url, **client_options(client_name))
+    client = sync_client(as_target(where), **client_options(client_name))
     try:
         with client.pubsub() as pubsub:
             (pubsub.psubscribe if subscription.pattern else pubsub.subscribe)(subscription.channel)
@@ -185,13 +191,13 @@ def follow(redis_url: str, client_name: str, subscription: Subscription, stoppin
         client.close()
 
 
-async def follow_async(redis_url: str, client_name: str, subscription: Subscription) -> None:
+async def follow_async(where: str | RedisTarget, client_name: str, subscription: Subscription) -> None:
     """Subscribe on a fresh connection and feed ``subscription`` until cancelled.
 
     Redis errors propagate (the caller decides about reconnecting); the connection is closed
-    whatever happens.
+    whatever happens. With Sentinels, as :func:`follow`.
     """
-    client = redis.asyncio.Redis.from_url(redis_url, **client_options(client_name))
+    client = async_client(as_target(where), **client_options(client_name))
     try:
         async with client.pubsub() as pubsub:
             await (pubsub.psubscribe if subscription.pattern else pubsub.subscribe)(subscription.channel)
@@ -206,7 +212,7 @@ class _RedisBusSubscriber(BusDispatcher):
 
     def __init__(
         self,
-        redis_url: str,
+        redis_url: str | RedisTarget,
         db_name: str,
         on_change: ChangeCallback,
         on_flush: FlushCallback,
@@ -214,7 +220,7 @@ class _RedisBusSubscriber(BusDispatcher):
         client_name: str,
     ) -> None:
         super().__init__(on_change, on_flush)
-        self.redis_url = redis_url
+        self.redis_url = redis_url  # a URL, or a RedisTarget (Sentinels)
         self.client_name = client_name
         self.channel = bus_channel(db_name)
         self.backoff = backoff or Backoff()
@@ -247,7 +253,7 @@ class AsyncBusSubscriber(_RedisBusSubscriber):
 
     def __init__(
         self,
-        redis_url: str,
+        redis_url: str | RedisTarget,
         db_name: str,
         on_change: ChangeCallback,
         on_flush: FlushCallback,
@@ -284,7 +290,7 @@ class ThreadedBusSubscriber(_RedisBusSubscriber):
 
     def __init__(
         self,
-        redis_url: str,
+        redis_url: str | RedisTarget,
         db_name: str,
         on_change: ChangeCallback,
         on_flush: FlushCallback,

@@ -21,6 +21,7 @@ from odoo.modules.registry import Registry
 from odoo.tools.lru import LRU
 
 from zero_sudo_bus.protocol import BusMessage, model_key
+from zero_sudo_bus.redis_clients import RedisTarget
 from zero_sudo_bus.subscriber import ThreadedBusSubscriber
 
 from .model_index import ModelIndex, cache_model
@@ -117,7 +118,7 @@ def invalidate_everything(registry: Registry) -> None:
 class Follower:
     """Follows one database's relay channel in this process."""
 
-    def __init__(self, db_name: str, redis_url: str) -> None:
+    def __init__(self, db_name: str, redis_url: str | RedisTarget) -> None:
         self.db_name = db_name
         self.live = False
         self._names: dict[int, str] = {}
@@ -193,7 +194,7 @@ def follow(db_name: str) -> Follower | None:
         with followers.lock:
             follower = followers.by_db.get(db_name)
             if follower is None:
-                follower = followers.by_db[db_name] = Follower(db_name, conf.redis_url)
+                follower = followers.by_db[db_name] = Follower(db_name, RedisTarget.of(conf))
                 follower.subscriber.start()
     return follower
 

@@ -10,12 +10,17 @@ Controllers must not open a TCP connection per request (the handshakes would exh
 Both pools are bounded (``redis_pool_size``, ``amqp_pool_size``): a caller beyond the bound waits
 for a free connection, then fails, instead of opening more. Both are rebuilt in a forked
 prefork worker, which must not share its parent's sockets.
+
+With ``redis_sentinels`` the Redis pool asks the Sentinels for the master on each new
+connection and retries a command through a failover (``zero_sudo_bus.redis_clients``).
 """
 
 import os
 from collections.abc import Sequence
 
 import redis
+
+from zero_sudo_bus.redis_clients import RedisTarget, sync_blocking_pool
 
 from .amqp_pool import AmqpPool, Outgoing
 
@@ -30,10 +35,10 @@ REDIS_POOL_WAIT_S = 1.0
 REDIS_HEALTH_CHECK_S = 30
 
 
-def _build_redis_pool() -> redis.BlockingConnectionPool:
+def _build_redis_pool() -> redis.ConnectionPool:
     conf = settings_from_odoo_conf()
-    return redis.BlockingConnectionPool.from_url(
-        conf.redis_url,
+    return sync_blocking_pool(
+        RedisTarget.of(conf),
         max_connections=conf.redis_pool_size,
         timeout=REDIS_POOL_WAIT_S,
         socket_timeout=conf.redis_timeout,
@@ -54,7 +59,7 @@ def _build_amqp_pool() -> AmqpPool:
     return AmqpPool(conf.amqp_url, size=conf.amqp_pool_size)
 
 
-_redis_pool: PerProcess[redis.BlockingConnectionPool] = PerProcess(_build_redis_pool)
+_redis_pool: PerProcess[redis.ConnectionPool] = PerProcess(_build_redis_pool)
 _amqp_pool: PerProcess[AmqpPool] = PerProcess(_build_amqp_pool)
 
 

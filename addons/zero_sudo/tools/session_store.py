@@ -4,6 +4,10 @@ Layout and codec come from ``zero_sudo_bus.sessions`` (the gateway reads the sam
 never pickle. Every read refreshes the TTL (``GETEX``), so an active user stays logged in and an
 idle one expires after ``session_ttl`` seconds. Redis being unreachable logs the user out
 (a fresh anonymous session) instead of failing the request.
+
+With Sentinels (``redis_sentinels``), a replica exists, and Redis replicates asynchronously:
+each session write is followed by ``WAIT 1`` (at most ``session_replica_wait_ms``) on the
+same connection, so a login the user saw succeed is on the replica a failover promotes.
 """
 
 import logging
@@ -34,6 +38,19 @@ REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 # in a few hundred round trips, small enough that one call never blocks Redis noticeably.
 SCAN_COUNT = 1000
 
+# The write of one session and of its user index, atomic as MULTI/EXEC was, but one command,
+# so that WAIT can follow it on the same connection in a plain pipeline (WAIT counts what
+# its own connection wrote; inside MULTI it would not block). KEYS: session, user index (or
+# none); ARGV: session JSON, TTL, sid.
+SAVE_SESSION = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if KEYS[2] then
+    redis.call('SADD', KEYS[2], ARGV[3])
+    redis.call('EXPIRE', KEYS[2], ARGV[2])
+end
+"""
+REPLICAS_TO_WAIT_FOR = 1  # Sentinel promotes one replica: the session must be on one
+
 _IDENTIFIER_RE = re.compile(r"^[A-Za-z0-9_-]{42}$")  # Odoo's res.device session identifier
 
 
@@ -50,6 +67,8 @@ class RedisSessionStore:
         self.session_class = session_class
         self.prefix = conf.session_prefix
         self.ttl = conf.session_ttl
+        # Only with Sentinels is there a replica a failover would promote.
+        self.replica_wait_ms = conf.session_replica_wait_ms if conf.redis_sentinels else 0
 
     def new(self) -> http.Session:
         return self.session_class({}, self.generate_key(), True)
@@ -69,16 +88,24 @@ class RedisSessionStore:
         """Store the session for ``session_ttl`` seconds, and index it under its user."""
         key = session_key(self.prefix, session.sid)
         uid = session_uid(session)
+        keys = [key]
+        if uid is not None and session.get("db"):
+            keys.append(user_sessions_key(self.prefix, session["db"], uid))
         try:
-            with redis_client().pipeline(transaction=True) as pipe:
-                pipe.set(key, encode_session(session), ex=self.ttl)
-                if uid is not None and session.get("db"):
-                    index = user_sessions_key(self.prefix, session["db"], uid)
-                    pipe.sadd(index, session.sid)
-                    pipe.expire(index, self.ttl)
-                pipe.execute()
+            with redis_client().pipeline(transaction=False) as pipe:
+                pipe.eval(SAVE_SESSION, len(keys), *keys, encode_session(session), self.ttl, session.sid)
+                if self.replica_wait_ms:
+                    pipe.wait(REPLICAS_TO_WAIT_FOR, self.replica_wait_ms)
+                replies = pipe.execute()
         except REDIS_ERRORS as exc:
             _logger.warning("session store: Redis unreachable, session %s... not saved: %s", session.sid[:8], exc)
+            return
+        if self.replica_wait_ms and replies[-1] < REPLICAS_TO_WAIT_FOR:
+            _logger.warning(
+                "session store: no replica acknowledged session %s... within %d ms: a failover now would lose it",
+                session.sid[:8],
+                self.replica_wait_ms,
+            )
 
     def delete(self, session: http.Session) -> None:
         try:
