@@ -20,9 +20,11 @@ services:
 browser:
 	bash scripts/ensure_browser.sh
 
-## The main job: every daemon, against PostgreSQL, Redis and RabbitMQ on localhost.
+## The product on one URL (http://localhost:8080): Odoo with the suite and demo data when Odoo is
+## found, the daemons and nginx; without Odoo, the daemons alone (README, first section).
+## `exec`: make waits on the runner itself, which stops everything on one Ctrl-C.
 run: venv services
-	$(VENV)/bin/zero-sudo-daemons
+	exec $(PY) -m zero_sudo_daemons.stack
 
 ## The whole test suite: lint, the Odoo suites when Odoo is found, then daemons and library.
 test: venv services browser lint
