@@ -229,10 +229,21 @@ class Stack:
         return settings
 
     def daemons_healthy(self, settings: Settings) -> None:
-        """Wait for every daemon's /healthz; one that stays unhealthy is named, not fatal."""
-        for name in DAEMONS:
-            url = self.health_url(name, settings)
-            self.wait_for(lambda url=url: http_status(url) == 200, 60, "%s (%s)" % (name, url))
+        """Wait up to a minute for every daemon's /healthz, all at once; those still unhealthy are
+        named with their URL, not fatal: a daemon waiting for its database or broker says why in
+        its own log and retries, and Odoo is usable meanwhile."""
+        urls = {name: self.health_url(name, settings) for name in DAEMONS}
+        healthy: set[str] = set()
+
+        def all_healthy() -> bool:
+            healthy.update(name for name, url in urls.items() if name not in healthy and http_status(url) == 200)
+            return len(healthy) == len(urls)
+
+        if not self.wait_for(all_healthy, 60, "the daemons"):
+            say(
+                "not healthy yet (see their log lines): %s"
+                % ", ".join("%s %s" % (n, u) for n, u in urls.items() if n not in healthy)
+            )
 
     @staticmethod
     def health_url(name: str, settings: Settings) -> str:
