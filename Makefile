@@ -32,7 +32,7 @@ test: venv services browser lint
 	$(PY) -m pytest tests/
 
 lint: venv
-	$(VENV)/bin/ruff check shared daemons tests benchmarks
+	$(VENV)/bin/ruff check shared daemons tests benchmarks addons
 	$(VENV)/bin/ruff format --check shared daemons tests benchmarks
 
 test-daemons: venv services

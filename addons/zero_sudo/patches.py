@@ -53,7 +53,7 @@ def _check_signaling(original):
 
 
 def _cursor_init(original):
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs):  # noqa: N807 (it replaces Cursor.__init__)
         original(self, *args, **kwargs)
         coherence.guard.get().begin(id(self))
 

@@ -1,8 +1,8 @@
 import logging
 
-from odoo import api, models
-
 from zero_sudo_bus.protocol import PG_CHANNEL, Op, encode_notify_payloads
+
+from odoo import api, models
 
 from ..tools import coherence
 

@@ -14,7 +14,7 @@ from odoo.exceptions import UserError
 
 from ..tools import health_probe
 from ..tools.exceptions import ExecutorFull, TaskTargetError
-from ..tools.health import PROBE_LABELS, Probe, Status, worst
+from ..tools.health import PROBE_LABELS, Status, worst
 
 _logger = logging.getLogger(__name__)
 

@@ -1,8 +1,7 @@
 import psycopg2.errors
+from zero_sudo_bus.lockhash import deterministic_hash
 
 from odoo import api, models
-
-from zero_sudo_bus.lockhash import deterministic_hash
 
 
 def lock_timeout_setting(timeout_s: float) -> str:

@@ -1,6 +1,6 @@
-from odoo.tests import TransactionCase, tagged
-
 from zero_sudo_bus.protocol import MAX_PAYLOAD_BYTES, PG_CHANNEL, ChangeBatch, Op, decode_notify_payload, model_key
+
+from odoo.tests import TransactionCase, tagged
 
 from .common import Listener, real_env
 

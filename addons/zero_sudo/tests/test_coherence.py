@@ -4,13 +4,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import redis
+from zero_sudo_bus.protocol import BusMessage, Op, model_key
 
 from odoo import http, sql_db
 from odoo.modules.registry import Registry
 from odoo.tests import TransactionCase, tagged
 from odoo.tools import ormcache
-
-from zero_sudo_bus.protocol import BusMessage, Op, model_key
 
 from ..tools import coherence
 from ..tools.session_store import RedisSessionStore

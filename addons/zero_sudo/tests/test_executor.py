@@ -9,9 +9,9 @@ from odoo.sql_db import db_connect
 from odoo.tests import HttpCase, TransactionCase, new_test_user, tagged
 from odoo.tools import mute_logger
 
+from ..models.task import LEASE_NAMESPACE, PROCESS_DIED
 from ..tools.exceptions import ExecutorFull, TaskTargetError
 from ..tools.executor import BoundedExecutor
-from ..models.task import LEASE_NAMESPACE, PROCESS_DIED
 from ..tools.offload import executor
 from .common import real_env, wait_until
 

@@ -4,8 +4,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 from odoo.tests import TransactionCase, tagged
 
-from zero_sudo_bus.lockhash import deterministic_hash
-
 from ..models.security_utils import lock_timeout_setting
 from .common import real_env, wait_until
 

@@ -1,12 +1,12 @@
 import json
 
+from zero_sudo_bus.sessions import session_key, user_sessions_key
+
 from odoo import http
 from odoo.tests import HttpCase, new_test_user, tagged
 
-from zero_sudo_bus.sessions import session_key, user_sessions_key
-
-from ..tools.settings import settings_from_odoo_conf
 from ..tools.pools import redis_client
+from ..tools.settings import settings_from_odoo_conf
 
 
 @tagged("post_install", "-at_install", "zero_sudo")

@@ -17,12 +17,12 @@ import threading
 import time
 from collections.abc import Iterable
 
-from odoo.modules.registry import Registry
-from odoo.tools.lru import LRU
-
 from zero_sudo_bus.protocol import BusMessage, model_key
 from zero_sudo_bus.redis_clients import RedisTarget
 from zero_sudo_bus.subscriber import ThreadedBusSubscriber
+
+from odoo.modules.registry import Registry
+from odoo.tools.lru import LRU
 
 from .model_index import ModelIndex, cache_model
 from .per_process import PerProcess

@@ -189,7 +189,7 @@ def collect(database: str) -> list[Check]:
 
     epochs = results["epochs " + ",".join(databases)]
     replicas = [results["relay " + url] for url in urls]
-    replicas = [r if isinstance(r, ReplicaReading) else ReplicaReading(url, r, r) for url, r in zip(urls, replicas)]
+    replicas = [r if isinstance(r, ReplicaReading) else ReplicaReading(url, r, r) for url, r in zip(urls, replicas, strict=True)]
     checks: list[Check] = []
     for index, name in enumerate(databases):
         checks.append(follower_check(name, _follower_reading(conf.cache_coherence, followers.get(name))))

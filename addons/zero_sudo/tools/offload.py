@@ -1,8 +1,8 @@
 """The process's bounded executor for long-running work (see ``zero_sudo.task``)."""
 
-from .settings import settings_from_odoo_conf
 from .executor import BoundedExecutor
 from .per_process import PerProcess
+from .settings import settings_from_odoo_conf
 
 
 def _build_executor() -> BoundedExecutor:

@@ -19,11 +19,9 @@ import os
 from collections.abc import Sequence
 
 import redis
-
 from zero_sudo_bus.redis_clients import RedisTarget, sync_blocking_pool
 
 from .amqp_pool import AmqpPool, Outgoing
-
 from .per_process import PerProcess
 from .settings import settings_from_odoo_conf
 

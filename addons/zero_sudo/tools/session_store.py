@@ -14,9 +14,6 @@ import logging
 import re
 
 import redis
-
-from odoo import http
-
 from zero_sudo_bus.sessions import (
     all_user_sessions,
     decode_session,
@@ -27,8 +24,10 @@ from zero_sudo_bus.sessions import (
     user_sessions_key,
 )
 
-from .settings import settings_from_odoo_conf
+from odoo import http
+
 from .pools import redis_client
+from .settings import settings_from_odoo_conf
 
 _logger = logging.getLogger(__name__)
 

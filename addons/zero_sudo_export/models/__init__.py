@@ -1,1 +1,1 @@
-from . import exporter, dialog_export
+from . import dialog_export, exporter

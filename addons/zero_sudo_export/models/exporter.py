@@ -84,8 +84,8 @@ class Exporter(models.AbstractModel):
             if not records:
                 return
             columns = [list(records._ids), *self._columns(records, tree)]
-            for values in zip(*columns):
-                yield dict(zip(keys, values))
+            for values in zip(*columns, strict=True):
+                yield dict(zip(keys, values, strict=True))
             last_id = records._ids[-1]
             self.env.invalidate_all()  # nothing of this chunk stays in memory
 

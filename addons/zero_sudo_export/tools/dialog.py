@@ -95,7 +95,7 @@ def json_pieces(headers: list[str], rows: Iterable[list]) -> Iterator[bytes]:
     yield b"["
     separator = ""
     for row in rows:
-        yield (separator + _ENCODER.encode(dict(zip(keys, row)))).encode()
+        yield (separator + _ENCODER.encode(dict(zip(keys, row, strict=True)))).encode()
         separator = ","
     yield b"]"
 

@@ -1,1 +1,1 @@
-from . import ingest_stream, ingest_landing
+from . import ingest_landing, ingest_stream

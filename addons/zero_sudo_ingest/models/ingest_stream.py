@@ -7,6 +7,7 @@ from odoo.exceptions import ValidationError
 
 from ..tools.schema import SchemaError, check_schema
 
+
 class IngestStream(models.Model):
     """A named flow of external data: who owns it, how to check it, where it lands.
 

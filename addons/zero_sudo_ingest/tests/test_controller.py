@@ -4,7 +4,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pika
-
 from zero_sudo_bus.ingest import decode_ingest_message, landing_queue
 
 from odoo import fields

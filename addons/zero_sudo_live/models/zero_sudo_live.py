@@ -5,13 +5,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import redis
+from zero_sudo_bus.protocol import user_channel
+from zero_sudo_bus.tokens import sign_token
 
 from odoo import api, models
 
 from odoo.addons.zero_sudo.tools.pools import redis_client
-
-from zero_sudo_bus.protocol import user_channel
-from zero_sudo_bus.tokens import sign_token
 
 from ..tools.config import gateway_token_secret
 from ..tools.exceptions import PushRefused, TokensDisabled

@@ -5,13 +5,12 @@ import time
 
 import psycopg2
 import redis
+from zero_sudo_bus.protocol import PG_CHANNEL, ChangeBatch, decode_notify_payload, model_key
 
 from odoo import api
 from odoo.sql_db import db_connect
 
-from odoo.addons.zero_sudo.tools.config import settings
-
-from zero_sudo_bus.protocol import PG_CHANNEL, ChangeBatch, decode_notify_payload, model_key
+from odoo.addons.zero_sudo.tools.settings import settings_from_odoo_conf
 
 
 def wait_until(predicate, timeout=30.0, what="condition"):
@@ -72,7 +71,7 @@ class UserChannels:
     """A real Redis subscriber on users' channels (what every gateway follows)."""
 
     def __init__(self, channels):
-        self.client = redis.Redis.from_url(settings().redis_url)
+        self.client = redis.Redis.from_url(settings_from_odoo_conf().redis_url)
         self.pubsub = self.client.pubsub()
         self.pubsub.subscribe(*channels)
         for _channel in channels:

@@ -1,7 +1,7 @@
+from zero_sudo_bus.protocol import Op, model_key
+
 from odoo.exceptions import ValidationError
 from odoo.tests import TransactionCase, tagged
-
-from zero_sudo_bus.protocol import Op, model_key
 
 from .common import ChangeListener, real_env
 

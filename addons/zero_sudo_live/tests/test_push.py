@@ -1,8 +1,8 @@
 import base64
 
-from odoo.tests import TransactionCase, tagged
-
 from zero_sudo_bus.protocol import user_channel
+
+from odoo.tests import TransactionCase, tagged
 
 from ..tools.exceptions import PushRefused
 from ..tools.push import MAX_PUSH_BYTES

@@ -1,9 +1,9 @@
 import time
 from unittest.mock import patch
 
-from odoo.tests import HttpCase, new_test_user, tagged
-
 from zero_sudo_bus.tokens import MAX_TOKEN_TTL_S, TokenError, verify_token
+
+from odoo.tests import HttpCase, new_test_user, tagged
 
 from ..tools.grants import TOKEN_TTL_S
 

@@ -1,8 +1,9 @@
 import werkzeug.routing
 
 from odoo import api, models
-from odoo.addons.base.models.ir_http import RequestUID
 from odoo.http import request
+
+from odoo.addons.base.models.ir_http import RequestUID
 
 from ..tools.slugs import SLUG_PATTERN
 

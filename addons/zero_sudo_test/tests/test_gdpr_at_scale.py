@@ -11,8 +11,8 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import closing
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from threading import Event
 from unittest.mock import patch
 
