@@ -307,7 +307,7 @@ class PrivateNginx:
         temp = {name: os.path.join(self.dir, name) for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
         user = "user root;\n" if os.geteuid() == 0 else ""
         Path(self.dir, "nginx.conf").write_text(
-            "%sworker_processes 1;\nworker_rlimit_nofile %d;\ndaemon off;\npid %s/nginx.pid;\nerror_log %s/error.log warn;\n"
+            "%sworker_processes auto;\nworker_rlimit_nofile %d;\ndaemon off;\npid %s/nginx.pid;\nerror_log %s/error.log warn;\n"
             "events { worker_connections %d; }\n"
             "http {\n  access_log off;\n  client_body_temp_path %s;\n  proxy_temp_path %s;\n  fastcgi_temp_path %s;\n"
             "  uwsgi_temp_path %s;\n  scgi_temp_path %s;\n  include %s/site.conf;\n}\n"
