@@ -28,6 +28,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -359,6 +360,15 @@ class Stack:
         )
         self.wait_for(lambda: http_status("http://127.0.0.1:%d/web/health" % odoo_port) == 200, 180, "Odoo")
 
+    def wait_for_gevent(self, gevent_port: int) -> None:
+        """Odoo's gevent worker starts last: its line comes before the URL, and /websocket answers."""
+
+        def listening() -> bool:
+            with socket.socket() as sock:
+                return sock.connect_ex(("127.0.0.1", gevent_port)) == 0
+
+        self.wait_for(listening, 60, "Odoo's gevent worker (port %d)" % gevent_port)
+
     # -- the proxy -------------------------------------------------------------------------
     def start_proxy(self, host: str, port: int, odoo_port: int, gevent_port: int, gateway_port: int) -> None:
         """Debian's nginx with docker/nginx.conf, its three upstreams and listen address made local."""
@@ -427,6 +437,7 @@ class Stack:
         self.start_daemons(flags, env)
         self.daemons_healthy(settings)
         self.start_proxy(host, port, odoo_port, gevent_port, settings.gateway_port)
+        self.wait_for_gevent(gevent_port)
         say(
             "database %s, Odoo on 127.0.0.1:%d (gevent %d), gateway on %d; Ctrl-C stops everything"
             % (db, odoo_port, gevent_port, settings.gateway_port)
