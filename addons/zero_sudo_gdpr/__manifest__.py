@@ -1,7 +1,7 @@
 {
     "name": "zero_sudo GDPR Eraser",
     "summary": "Erase a person's data across millions of rows: rule by rule, chunk by chunk, commit per chunk",
-    "version": "18.0.1.1.0",
+    "version": "18.0.1.2.0",
     "category": "Technical",
     "license": "LGPL-3",
     "author": "zero_sudo",
@@ -12,6 +12,7 @@
         "security/security.xml",
         "security/ir.model.access.csv",
         "views/gdpr_views.xml",
+        "views/partner_views.xml",
     ],
     "installable": True,
     "application": False,

@@ -1,1 +1,1 @@
-from . import gdpr_rule, gdpr_request
+from . import erase_wizard, gdpr_request, gdpr_rule, res_partner

@@ -1,1 +1,1 @@
-from . import test_erasure
+from . import test_contact_erasure, test_erasure

@@ -61,6 +61,7 @@ class TestErasureCommits(TransactionCase):
                 return body(env, person, request)
             finally:
                 cr.rollback()
+                self._wait_for_tasks_to_end(env, request)
                 cr.execute("DELETE FROM zero_sudo_task WHERE res_model = 'zero_sudo.gdpr.request' AND res_ids::text = %s", ["[%d]" % request.id])
                 env["res.partner"].with_context(active_test=False).search([("parent_id", "=", person.id)]).unlink()
                 env["res.partner.bank"].search([("partner_id", "=", person.id)]).unlink()
@@ -68,6 +69,19 @@ class TestErasureCommits(TransactionCase):
                 env["zero_sudo.gdpr.rule"].search([("name", "in", ("Contacts", "Bank accounts"))]).unlink()
                 person.unlink()
                 cr.commit()
+
+    def _wait_for_tasks_to_end(self, env, request):
+        """A task records its own end after the erasure's last transaction: deleting it
+        before then would race with that write."""
+
+        def ended():
+            env.cr.rollback()
+            return not _tasks_of(env, request).filtered(lambda task: task.state in ("queued", "running"))
+
+        try:
+            wait_until(ended, timeout=10, what="the request's tasks to end")
+        except AssertionError:  # a test that failed mid-way may leave a task nobody runs: clean up all the same
+            pass
 
     def test_erasure_anonymizes_deletes_and_audits_counts_only(self):
         def body(env, person, request):
@@ -153,6 +167,8 @@ class TestErasureCommits(TransactionCase):
             self.assertEqual((resumed.method, resumed.state), ("_run_erasure", "queued"), "the reaper queued the erasure again")
             env.cr.commit()  # the reaper's cron commits: the resumed erasure starts
             wait_until(lambda: self._fresh(env, person, request)[0] == "done", what="the resumed erasure to finish")
+            # The task records its own end after the erasure's last transaction: wait for it too.
+            wait_until(lambda: env.cr.rollback() or resumed.state == "done", what="the resumed task to end")
             self.assertEqual(_end_state(env, person), (ERASED, 0))
             self.assertEqual((task.state, task.error, resumed.state), ("failed", PROCESS_DIED, "done"))
             self.assertEqual(request.line_ids.mapped("done"), [7, 3], "the chunk done before the death counted once")
