@@ -366,7 +366,7 @@ class LiveStack:
         self.relay = Daemon("relay", "--relay-http-port", *common)
         gateway_port = free_port()
         self.nginx = PrivateNginx(self.odoo.http_port, self.odoo.gevent_port, gateway_port)
-        self.gateway = Daemon(
+        self._gateway_command = (
             "gateway",
             "--gateway-port",
             *common,
@@ -375,10 +375,18 @@ class LiveStack:
             "--gateway-allowed-origins",
             "%s,%s" % (self.nginx.origin, self.odoo.url),
             *self.gateway_args,
-            port=gateway_port,
         )
+        self.gateway = Daemon(*self._gateway_command, port=gateway_port)
         self.nginx.start()
         return self
+
+    def stop_gateway(self) -> None:
+        """Stop the gateway (SIGTERM: its clients are closed with 1001)."""
+        self.gateway.stop()
+
+    def start_gateway(self) -> None:
+        """Start a gateway again on the same port, behind the same nginx."""
+        self.gateway = Daemon(*self._gateway_command, port=self.gateway.port)
 
     @property
     def origin(self) -> str:

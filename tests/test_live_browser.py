@@ -167,6 +167,19 @@ def test_a_rename_in_one_users_form_shows_in_another_users_list_and_never_overwr
     assert _not_reloaded(bob)
 
 
+def test_what_changed_while_the_gateway_was_down_shows_once_it_is_back(stack, bob):
+    """Events committed while a tab was disconnected are lost; the reconnection resyncs it."""
+    partner_id = stack.admin.call_kw("res.partner", "create", [{"name": "Changed while away"}])
+    _open(bob, stack, PARTNERS + "?view_type=list", ".o_list_view")
+    expect(bob.locator(".o_data_row", has_text="Changed while away")).to_be_visible()
+    stack.stop_gateway()
+    bob.wait_for_function("() => odoo.__WOWL_DEBUG__.root.env.services.zero_sudo_live.status !== 'connected'")
+    stack.admin.call_kw("res.partner", "write", [[partner_id], {"name": "Renamed while Bob was away"}])
+    stack.start_gateway()
+    expect(bob.locator(".o_data_row", has_text="Renamed while Bob was away")).to_be_visible(timeout=SHOWS_UP_MS + 30_000)
+    assert _not_reloaded(bob)
+
+
 def test_a_kanban_shows_a_record_created_by_someone_else(stack, bob):
     _open(bob, stack, PARTNERS, ".o_kanban_view")
     stack.admin.call_kw("res.partner", "create", [{"name": "Card created by the admin"}])
