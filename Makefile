@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test lint browser test-daemons test-odoo services venv bench-relay bench-drivers bench-ingest bench-gateway bench-export bench-cache fuzz-landing
+.PHONY: run test lint browser test-daemons test-odoo services venv bench-relay bench-drivers bench-ingest bench-gateway bench-export bench-cache fuzz-landing bench-live bench-failover
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -62,3 +62,9 @@ bench-export: venv services
 
 bench-cache: venv services
 	bash scripts/odoo_bench.sh cache benchmarks/bench_cache.py
+
+bench-live: venv services
+	$(PY) benchmarks/bench_live.py
+
+bench-failover: venv services
+	PYTHONPATH=tests $(PY) benchmarks/bench_failover.py
