@@ -33,7 +33,7 @@ test: venv services browser lint
 
 lint: venv
 	$(VENV)/bin/ruff check shared daemons tests benchmarks addons
-	$(VENV)/bin/ruff format --check shared daemons tests benchmarks
+	$(VENV)/bin/ruff format --check shared daemons tests benchmarks addons
 
 test-daemons: venv services
 	$(PY) -m pytest tests/

@@ -18,7 +18,12 @@ from ..tools.health import PROBE_LABELS, Status, worst
 
 _logger = logging.getLogger(__name__)
 
-STATUSES = [(Status.OK.value, "OK"), (Status.WARNING.value, "Warning"), (Status.ERROR.value, "Error"), (Status.UNKNOWN.value, "Unknown")]
+STATUSES = [
+    (Status.OK.value, "OK"),
+    (Status.WARNING.value, "Warning"),
+    (Status.ERROR.value, "Error"),
+    (Status.UNKNOWN.value, "Unknown"),
+]
 PROBES = [(probe.value, label) for probe, label in PROBE_LABELS.items()]
 # The failed tasks the page lists, newest first: enough to see a pattern, few enough to read.
 FAILED_TASKS_SHOWN = 20
@@ -121,7 +126,9 @@ class HealthFailedTask(models.TransientModel):
         try:
             new_task = self.task_id._retry()
         except ExecutorFull as exc:
-            raise UserError(_("The executor is full; retry in %(seconds)s s. (%(reason)s)", seconds=exc.retry_after, reason=exc)) from exc
+            raise UserError(
+                _("The executor is full; retry in %(seconds)s s. (%(reason)s)", seconds=exc.retry_after, reason=exc)
+            ) from exc
         except TaskTargetError as exc:
             raise UserError(_("This task cannot be retried: %s", exc)) from exc
         self.retried_as = _("task #%s", new_task.id)

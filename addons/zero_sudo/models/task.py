@@ -29,7 +29,9 @@ def _run_task(db_name: str, task_id: int) -> None:
     """
     registry = Registry(db_name)
     with registry.cursor() as lease:
-        lease_key = api.Environment(lease, api.SUPERUSER_ID, {})["zero_sudo.security.utils"]._get_deterministic_hash(LEASE_NAMESPACE, task_id)
+        lease_key = api.Environment(lease, api.SUPERUSER_ID, {})["zero_sudo.security.utils"]._get_deterministic_hash(
+            LEASE_NAMESPACE, task_id
+        )
         lease.execute("SELECT pg_advisory_lock(%s)", [lease_key])
         lease.commit()  # the lease outlives transactions; the connection must not sit in one
         try:
@@ -186,7 +188,9 @@ class Task(models.Model):
         it (``_died``), in this transaction: what they queue starts once it commits.
         """
         utils = self.env["zero_sudo.security.utils"]
-        dead = self.search([("state", "=", "running")]).filtered(lambda task: utils._try_advisory_xact_lock(LEASE_NAMESPACE, task.id))
+        dead = self.search([("state", "=", "running")]).filtered(
+            lambda task: utils._try_advisory_xact_lock(LEASE_NAMESPACE, task.id)
+        )
         for task in dead:
             _logger.warning("task %d (%s) lost its process while running: marked failed", task.id, task.name)
         dead.write({"state": "failed", "finished_at": fields.Datetime.now(), "error": PROCESS_DIED})

@@ -58,7 +58,12 @@ class TestChangeEvents(TransactionCase):
         self.assertGreater(len(self.listener.payloads), 1, "100 000 IDs cannot fit one payload")
 
     def test_create_write_unlink_each_publish_their_ids_at_commit(self):
-        tasks = self.env_[TASK].create([{"name": "change-event test c%d" % n, "user_id": 1, "res_model": "res.partner", "method": "exists"} for n in range(3)])
+        tasks = self.env_[TASK].create(
+            [
+                {"name": "change-event test c%d" % n, "user_id": 1, "res_model": "res.partner", "method": "exists"}
+                for n in range(3)
+            ]
+        )
         self.env_.cr.commit()
         tasks[0].write({"error": "x"})
         tasks[1:].unlink()
@@ -71,7 +76,9 @@ class TestChangeEvents(TransactionCase):
     def test_a_rolled_back_transaction_sends_nothing(self):
         ids = self._create(5)
         self.env_[TASK].browse(ids).write({"error": "never"})
-        self.env_[TASK].create({"name": "change-event test rolled back", "user_id": 1, "res_model": "res.partner", "method": "exists"})
+        self.env_[TASK].create(
+            {"name": "change-event test rolled back", "user_id": 1, "res_model": "res.partner", "method": "exists"}
+        )
         self.env_.cr.flush()  # even after the precommit hooks ran (NOTIFY queued in the transaction)
         self.env_.cr.rollback()
         self._marker()

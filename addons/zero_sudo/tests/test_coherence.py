@@ -62,7 +62,13 @@ class TestPatches(TransactionCase):
     def test_install_took_effect(self):
         self.assertIsInstance(http.root.session_store, RedisSessionStore)
         self.assertTrue(all(isinstance(c, coherence.CoherentLRU) for c in self.registry._Registry__caches.values()))
-        for method in (Registry.init, Registry.check_signaling, sql_db.Cursor.commit, sql_db.Cursor.rollback, sql_db.Cursor._close):
+        for method in (
+            Registry.init,
+            Registry.check_signaling,
+            sql_db.Cursor.commit,
+            sql_db.Cursor.rollback,
+            sql_db.Cursor._close,
+        ):
             self.assertTrue(getattr(method, "_zero_sudo_patched", False), method)
 
 

@@ -35,7 +35,9 @@ class TestTasks(TransactionCase):
 
     def _cleanup(self):
         self.env_.cr.rollback()
-        self.env_.cr.execute("DELETE FROM zero_sudo_task WHERE res_model = 'res.partner' AND res_ids::text = %s", ["[%d]" % self.partner.id])
+        self.env_.cr.execute(
+            "DELETE FROM zero_sudo_task WHERE res_model = 'res.partner' AND res_ids::text = %s", ["[%d]" % self.partner.id]
+        )
         self.partner.unlink()
         self.env_.cr.commit()
         self.env_.cr.close()
@@ -89,8 +91,14 @@ class TestTasks(TransactionCase):
         self.assertEqual(self.partner.comment, "<p>committed</p>")
 
     def test_the_reaper_tells_a_dead_tasks_records_as_its_user_and_survives_a_failing_hook(self):
-        values = {"name": "zs died", "state": "running", "user_id": self.env_.uid, "res_model": "res.partner",
-                  "res_ids": self.partner.ids, "method": "write"}
+        values = {
+            "name": "zs died",
+            "state": "running",
+            "user_id": self.env_.uid,
+            "res_model": "res.partner",
+            "res_ids": self.partner.ids,
+            "method": "write",
+        }
         first, second = self.env_["zero_sudo.task"].create([values, values])
         self.env_.cr.commit()
         heard = []
@@ -100,10 +108,15 @@ class TestTasks(TransactionCase):
             records.write({"comment": "heard"})  # undone with the failure below
             raise RuntimeError("a broken hook")
 
-        with patch.object(type(self.partner), "_zero_sudo_task_died", died, create=True), mute_logger("odoo.addons.zero_sudo.models.task"):
+        with (
+            patch.object(type(self.partner), "_zero_sudo_task_died", died, create=True),
+            mute_logger("odoo.addons.zero_sudo.models.task"),
+        ):
             reaped = self._reap()
         self.assertTrue({first.id, second.id} <= set(reaped), "a failing hook stops no reaping")
-        self.assertEqual(sorted(heard), [(self.partner.ids, self.env_.uid, first.id), (self.partner.ids, self.env_.uid, second.id)])
+        self.assertEqual(
+            sorted(heard), [(self.partner.ids, self.env_.uid, first.id), (self.partner.ids, self.env_.uid, second.id)]
+        )
         self.assertEqual(_state(self.registry, second.id), ("failed", PROCESS_DIED))
         self.env_.cr.rollback()
         self.assertFalse(self.partner.comment, "the failing hook's writes were rolled back")
@@ -118,8 +131,14 @@ class TestTasks(TransactionCase):
             env.cr.close()
 
     def test_a_task_whose_process_died_is_failed_and_a_live_one_is_left_alone(self):
-        values = {"name": "zs lease", "state": "running", "user_id": self.env_.uid, "res_model": "res.partner",
-                  "res_ids": self.partner.ids, "method": "write"}
+        values = {
+            "name": "zs lease",
+            "state": "running",
+            "user_id": self.env_.uid,
+            "res_model": "res.partner",
+            "res_ids": self.partner.ids,
+            "method": "write",
+        }
         alive, dead = self.env_["zero_sudo.task"].create([values, values])
         self.env_.cr.commit()
         # Another server's executor running ``alive``: a connection of its own holds the lease.
@@ -161,8 +180,18 @@ class TestTaskEndpoints(HttpCase):
         self.failed = (
             self.env["zero_sudo.task"]
             .sudo()  # test setup: a failed task as the executor would have recorded it
-            .create({"name": "import", "state": "failed", "error": "ValueError: boom", "user_id": self.owner.id,
-                     "res_model": "res.partner", "res_ids": self.partner.ids, "method": "write", "args": [{"no_such_field": 1}]})
+            .create(
+                {
+                    "name": "import",
+                    "state": "failed",
+                    "error": "ValueError: boom",
+                    "user_id": self.owner.id,
+                    "res_model": "res.partner",
+                    "res_ids": self.partner.ids,
+                    "method": "write",
+                    "args": [{"no_such_field": 1}],
+                }
+            )
         )
         self.authenticate("task_owner", "task_owner_pw1")
 

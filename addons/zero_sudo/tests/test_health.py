@@ -108,8 +108,13 @@ class TestHealthPage(HttpCase):
         with mute_logger("odoo.http"):
             response = self.url_open(
                 "/web/dataset/call_kw/zero_sudo.health/action_open",
-                data=json.dumps({"jsonrpc": "2.0", "method": "call", "params": {
-                    "model": "zero_sudo.health", "method": "action_open", "args": [], "kwargs": {}}}),
+                data=json.dumps(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": "call",
+                        "params": {"model": "zero_sudo.health", "method": "action_open", "args": [], "kwargs": {}},
+                    }
+                ),
                 headers={"Content-Type": "application/json"},
             )
         self.assertEqual(response.json()["error"]["data"]["name"], "odoo.exceptions.AccessError")
@@ -168,8 +173,18 @@ class TestHealthPage(HttpCase):
         failed = (
             self.env["zero_sudo.task"]
             .sudo()  # test setup: a failed task as the executor would have recorded it
-            .create({"name": "health import", "state": "failed", "error": "ValueError: boom", "user_id": owner.id,
-                     "res_model": "res.partner", "res_ids": partner.ids, "method": "write", "args": [{"no_such_field": 1}]})
+            .create(
+                {
+                    "name": "health import",
+                    "state": "failed",
+                    "error": "ValueError: boom",
+                    "user_id": owner.id,
+                    "res_model": "res.partner",
+                    "res_ids": partner.ids,
+                    "method": "write",
+                    "args": [{"no_such_field": 1}],
+                }
+            )
         )
         health = self._open()
         line = health.failed_task_ids.filtered(lambda row: row.task_id == failed)

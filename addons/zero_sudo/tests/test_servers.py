@@ -65,9 +65,26 @@ class Server:
         self.base = "http://127.0.0.1:%d" % self.port
         self.log = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "odoo", "-c", conf_path, "--http-port", str(self.port), "--gevent-port", str(_free_port()),
-             "--max-cron-threads", "0", "--workers", "0", "--log-level", "warn"],
-            stdout=subprocess.DEVNULL, stderr=self.log, text=True,
+            [
+                sys.executable,
+                "-m",
+                "odoo",
+                "-c",
+                conf_path,
+                "--http-port",
+                str(self.port),
+                "--gevent-port",
+                str(_free_port()),
+                "--max-cron-threads",
+                "0",
+                "--workers",
+                "0",
+                "--log-level",
+                "warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+            text=True,
         )
 
     def wait_ready(self):
@@ -83,7 +100,9 @@ class Server:
     def rpc(self, path, params, cookies):
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
         request = urllib.request.Request(
-            self.base + path, data=json.dumps({"jsonrpc": "2.0", "params": params}).encode(), headers={"Content-Type": "application/json"}
+            self.base + path,
+            data=json.dumps({"jsonrpc": "2.0", "params": params}).encode(),
+            headers={"Content-Type": "application/json"},
         )
         with opener.open(request, timeout=10) as response:
             return response.status, json.loads(response.read())

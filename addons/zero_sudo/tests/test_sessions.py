@@ -24,7 +24,12 @@ class TestRedisSessions(HttpCase):
         data = json.loads(raw)  # JSON, never pickle
         self.assertEqual((data["uid"], data["db"], data["login"]), (self.user.id, self.env.cr.dbname, "session_user"))
         self.assertGreater(self.redis.ttl(session_key(settings_from_odoo_conf().session_prefix, self.session.sid)), 0)
-        self.assertEqual(self.url_open("/web/session/get_session_info", data="{}", headers={"Content-Type": "application/json"}).json()["result"]["uid"], self.user.id)
+        self.assertEqual(
+            self.url_open("/web/session/get_session_info", data="{}", headers={"Content-Type": "application/json"}).json()[
+                "result"
+            ]["uid"],
+            self.user.id,
+        )
 
     def test_using_a_session_refreshes_its_ttl(self):
         self.authenticate("session_user", "session_user_pw1")
@@ -39,7 +44,9 @@ class TestRedisSessions(HttpCase):
             self.authenticate("session_user", "session_user_pw1")
             sids.append(self.session.sid)
         prefix = settings_from_odoo_conf().session_prefix
-        self.assertEqual({s.decode() for s in self.redis.smembers(user_sessions_key(prefix, self.env.cr.dbname, self.user.id))}, set(sids))
+        self.assertEqual(
+            {s.decode() for s in self.redis.smembers(user_sessions_key(prefix, self.env.cr.dbname, self.user.id))}, set(sids)
+        )
         self.user.with_user(self.env.ref("base.user_admin")).action_zero_sudo_logout_everywhere()
         self.assertEqual(self.redis.exists(*[session_key(prefix, sid) for sid in sids]), 0)
         info = self.url_open("/web/session/get_session_info", data="{}", headers={"Content-Type": "application/json"}).json()

@@ -274,12 +274,20 @@ def relay_checks(
     if isinstance(epoch, Failed):
         checks = [Check(Probe.RELAY_EPOCH, Status.UNKNOWN, "Redis unreachable, %s unread: %s" % (key, epoch.error), database)]
     elif epoch is None:
-        checks = [Check(Probe.RELAY_EPOCH, Status.ERROR, "no relay has ever been active for this database (%s is unset)" % key, database)]
+        checks = [
+            Check(
+                Probe.RELAY_EPOCH, Status.ERROR, "no relay has ever been active for this database (%s is unset)" % key, database
+            )
+        ]
     else:
         checks = [Check(Probe.RELAY_EPOCH, Status.OK, "%s (Redis %s)" % (epoch, key), database)]
     if not configured:
         unknown = "relay_ops_urls is not set in odoo.conf: only the epoch is known (from Redis)"
-        return [*checks, Check(Probe.RELAY_LEADER, Status.UNKNOWN, unknown, database), Check(Probe.RELAY_LAG, Status.UNKNOWN, unknown, database)]
+        return [
+            *checks,
+            Check(Probe.RELAY_LEADER, Status.UNKNOWN, unknown, database),
+            Check(Probe.RELAY_LAG, Status.UNKNOWN, unknown, database),
+        ]
 
     unreachable = ["%s (%s)" % (replica.url, replica.health.error) for replica in replicas if isinstance(replica.health, Failed)]
     views = [(r, replica_view(r.health, database)) for r in replicas if not isinstance(r.health, Failed)]
@@ -318,7 +326,12 @@ def _lag_check(database: str, leader: ReplicaReading) -> Check:
         return Check(Probe.RELAY_LAG, Status.OK, "no batch published yet%s" % pending, database)
     p99 = lag.p99_at_most_s
     p99_text = "beyond the largest bucket" if p99 is None or math.isinf(p99) else "at most %s" % _ms(p99)
-    detail = "NOTIFY to Redis: mean %s over %d batches since the relay started, 99th percentile %s%s" % (_ms(lag.mean_s), lag.batches, p99_text, pending)
+    detail = "NOTIFY to Redis: mean %s over %d batches since the relay started, 99th percentile %s%s" % (
+        _ms(lag.mean_s),
+        lag.batches,
+        p99_text,
+        pending,
+    )
     if p99 is None or p99 > LAG_P99_ERROR_S:
         status = Status.ERROR
     elif p99 > LAG_P99_WARNING_S:

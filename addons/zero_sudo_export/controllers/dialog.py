@@ -27,7 +27,8 @@ class StreamingExportFormats(Export):
     def formats(self):
         """Odoo's formats, then the streamed ones: the dialog lists them all as radio buttons."""
         return super().formats() + [
-            {"tag": fmt.tag, "label": fmt.label, "short": fmt.extension[1:].upper(), "streamed": True} for fmt in STREAM_FORMATS.values()
+            {"tag": fmt.tag, "label": fmt.label, "short": fmt.extension[1:].upper(), "streamed": True}
+            for fmt in STREAM_FORMATS.values()
         ]
 
 

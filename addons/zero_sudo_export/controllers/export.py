@@ -69,7 +69,8 @@ class ExportController(http.Controller):
 
         filename = "%s.%s" % (model, format)
         return request.make_response(
-            body(), headers=[("Content-Type", CONTENT_TYPES[format]), ("Content-Disposition", 'attachment; filename="%s"' % filename)]
+            body(),
+            headers=[("Content-Type", CONTENT_TYPES[format]), ("Content-Disposition", 'attachment; filename="%s"' % filename)],
         )
 
     @http.route("/zero_sudo/export/<string:model>/attachment", type="http", auth="user", methods=["POST"])
@@ -84,7 +85,9 @@ class ExportController(http.Controller):
         exporter = request.env["zero_sudo.export"]
         try:
             task = request.env["zero_sudo.task"]._submit(
-                exporter, "_export_to_attachment", args=[model, parsed_domain, paths, format, "%s.%s" % (model, format)],
+                exporter,
+                "_export_to_attachment",
+                args=[model, parsed_domain, paths, format, "%s.%s" % (model, format)],
                 name="Export %s" % model,
             )
         except ExecutorFull:

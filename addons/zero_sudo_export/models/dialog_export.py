@@ -68,7 +68,9 @@ class Exporter(models.AbstractModel):
         """The dialog's request (Odoo's ``ExportFormat.base`` reading), checked before the first
         byte: the model exists, the user may export and read it, every field path exists."""
         try:
-            model_name, fields, ids, domain, import_compat = (params[key] for key in ("model", "fields", "ids", "domain", "import_compat"))
+            model_name, fields, ids, domain, import_compat = (
+                params[key] for key in ("model", "fields", "ids", "domain", "import_compat")
+            )
         except (KeyError, TypeError):
             raise UserError(self.env._("This export request is incomplete.")) from None
         if model_name not in self.env:
@@ -136,8 +138,12 @@ class Exporter(models.AbstractModel):
                 records.env.invalidate_all()
         _logger.info(
             "User %d exported %d %r records (streamed). Fields: %s. %s: %s",
-            self.env.uid, count, export.model._name, ",".join(export.field_names),
-            "IDs sample" if export.ids else "Domain", export.ids[:10] if export.ids else export.domain,
+            self.env.uid,
+            count,
+            export.model._name,
+            ",".join(export.field_names),
+            "IDs sample" if export.ids else "Domain",
+            export.ids[:10] if export.ids else export.domain,
         )
 
     def _dialog_pieces(self, export: DialogExport, tag: str):
@@ -190,7 +196,8 @@ class Exporter(models.AbstractModel):
             raise UserError(
                 self.env._(
                     "There are too many rows (%(count)s rows, limit: %(limit)s) to export as Excel 2007-2013 (.xlsx) format. Consider splitting the export.",
-                    count=count, limit=rowmax,
+                    count=count,
+                    limit=rowmax,
                 )
             )
         if count <= threshold:
@@ -216,11 +223,14 @@ class Exporter(models.AbstractModel):
                 self._dialog_notify_failed(exc)
             raise
         if not self._live_notifications():
-            self.env.user._bus_send(READY, {
-                "title": self.env._("Export ready"),
-                "message": self.env._("%s is ready.", attachment.name),
-                "url": "/web/content/%d?download=true" % attachment.id,
-            })
+            self.env.user._bus_send(
+                READY,
+                {
+                    "title": self.env._("Export ready"),
+                    "message": self.env._("%s is ready.", attachment.name),
+                    "url": "/web/content/%d?download=true" % attachment.id,
+                },
+            )
         return attachment
 
     def _live_notifications(self) -> bool:

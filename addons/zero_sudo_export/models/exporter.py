@@ -18,7 +18,19 @@ MAX_CHUNK_SIZE = 10_000
 # plain columns (converted as the ORM does for a record: None becomes False or 0) and
 # many2one IDs. x2many (active filter), binary (attachments), company-dependent and computed
 # fields go through read() instead.
-CACHE_EXPORTABLE = ("boolean", "integer", "float", "monetary", "char", "text", "html", "selection", "date", "datetime", "many2one")
+CACHE_EXPORTABLE = (
+    "boolean",
+    "integer",
+    "float",
+    "monetary",
+    "char",
+    "text",
+    "html",
+    "selection",
+    "date",
+    "datetime",
+    "many2one",
+)
 
 
 def _from_cache(field) -> bool:

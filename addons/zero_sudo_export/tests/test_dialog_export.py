@@ -45,16 +45,25 @@ def payload(model, fields, domain=(), ids=False, import_compat=False, context=No
     if import_compat:
         exported.insert(0, {"name": "id", "label": "External ID"})
     return json.dumps(
-        {"import_compat": import_compat, "context": context or {}, "domain": list(domain), "fields": exported,
-         "groupby": [], "ids": ids, "model": model}
+        {
+            "import_compat": import_compat,
+            "context": context or {},
+            "domain": list(domain),
+            "fields": exported,
+            "groupby": [],
+            "ids": ids,
+            "model": model,
+        }
     )
 
 
 @tagged("post_install", "-at_install", "zero_sudo")
 class TestDialogFormats(BaseCase):
     def test_cells_are_written_as_odoo_writes_them(self):
-        self.assertEqual([csv_cell(v) for v in (None, False, 0, b"ab", "=SUM(A1)", "-3", "+x", "ok")],
-                         ["", "", 0, "ab", "'=SUM(A1)", "'-3", "'+x", "ok"])
+        self.assertEqual(
+            [csv_cell(v) for v in (None, False, 0, b"ab", "=SUM(A1)", "-3", "+x", "ok")],
+            ["", "", 0, "ab", "'=SUM(A1)", "'-3", "'+x", "ok"],
+        )
         body = b"".join(csv_pieces(["A", "B"], ([n, "x"] for n in range(1200)))).decode()
         self.assertEqual(list(csv.reader(io.StringIO(body)))[:2], [["A", "B"], ["0", "x"]])
         self.assertEqual(len(body.splitlines()), 1201)
@@ -76,17 +85,33 @@ class DialogCase(HttpCase):
         cls.env.ref("base.be").with_context(lang="fr_FR").name = "Belgique"
         tag = cls.env["res.partner.category"].create({"name": "zs-dialog"})
         cls.company = cls.env["res.partner"].create(
-            {"name": "ZS Dialog Co", "is_company": True, "country_id": cls.env.ref("base.be").id, "category_id": [(6, 0, tag.ids)],
-             "ref": "=1+1", "website": "https://zs.example.com"}
+            {
+                "name": "ZS Dialog Co",
+                "is_company": True,
+                "country_id": cls.env.ref("base.be").id,
+                "category_id": [(6, 0, tag.ids)],
+                "ref": "=1+1",
+                "website": "https://zs.example.com",
+            }
         )
         cls.env["res.partner"].create(
-            [{"name": "ZS Dialog Person %d" % n, "parent_id": cls.company.id, "title": doctor.id, "type": ("invoice", "delivery", "other")[n % 3],
-              "country_id": cls.env.ref("base.be").id} for n in range(5)]
+            [
+                {
+                    "name": "ZS Dialog Person %d" % n,
+                    "parent_id": cls.company.id,
+                    "title": doctor.id,
+                    "type": ("invoice", "delivery", "other")[n % 3],
+                    "country_id": cls.env.ref("base.be").id,
+                }
+                for n in range(5)
+            ]
         )
         cls.domain = [["name", "like", "ZS Dialog"]]
         eur = cls.env.ref("base.EUR")
         eur.active = True
-        cls.env["res.currency.rate"].create([{"name": "2026-11-%02d" % day, "rate": 1 + day / 100, "currency_id": eur.id} for day in (1, 2)])
+        cls.env["res.currency.rate"].create(
+            [{"name": "2026-11-%02d" % day, "rate": 1 + day / 100, "currency_id": eur.id} for day in (1, 2)]
+        )
         cls.clerk = new_test_user(cls.env, "zs_dialog_clerk", groups="base.group_user,base.group_allow_export")
 
     def post(self, fmt, data, login="admin"):
@@ -116,7 +141,9 @@ class TestDialogExport(DialogCase):
     def test_streamed_csv_and_xlsx_equal_odoos_cell_for_cell(self):
         for import_compat in (False, True):
             with self.subTest(import_compat=import_compat):
-                rows = self.assert_same_as_odoo(payload("res.partner", PARTNER_FIELDS, self.domain, import_compat=import_compat, context={"lang": "fr_FR"}))
+                rows = self.assert_same_as_odoo(
+                    payload("res.partner", PARTNER_FIELDS, self.domain, import_compat=import_compat, context={"lang": "fr_FR"})
+                )
                 self.assertEqual(len(rows), 1 + 6 + 4, "the header, six partners, four more lines for the company's contacts")
                 flat = [cell for row in rows for cell in row]
                 self.assertIn("Docteur", flat, "translated values are in the dialog's language")
@@ -135,7 +162,9 @@ class TestDialogExport(DialogCase):
         objects = self.post("zs_json", payload("res.partner", PARTNER_FIELDS, self.domain)).json()
         self.assertEqual(list(objects[0]), [label for _name, label, _type in PARTNER_FIELDS])
         partners = self.env["res.partner"].with_context(import_compat=False).search(self.domain)
-        expected = json.loads(json.dumps(partners.export_data([name for name, _label, _type in PARTNER_FIELDS])["datas"], default=str))
+        expected = json.loads(
+            json.dumps(partners.export_data([name for name, _label, _type in PARTNER_FIELDS])["datas"], default=str)
+        )
         self.assertEqual([list(obj.values()) for obj in objects], expected)
 
     def test_a_model_the_user_cannot_read_is_refused(self):
@@ -144,7 +173,7 @@ class TestDialogExport(DialogCase):
             response = self.post(fmt, data, login="zs_dialog_clerk")
             self.assertEqual(response.status_code, 500)
             text = html.unescape(response.text)
-            error = json.loads(text[text.index("{"):text.rindex("}") + 1])
+            error = json.loads(text[text.index("{") : text.rindex("}") + 1])
             self.assertEqual(error["data"]["name"], "odoo.exceptions.AccessError")
             self.assertNotIn("web.base.url", response.text)
         self.authenticate("zs_dialog_clerk", "zs_dialog_clerk")
@@ -160,10 +189,14 @@ class TestDialogExport(DialogCase):
 
     def test_a_record_rule_hides_rows_from_the_stream_as_from_the_list(self):
         group = self.env["res.groups"].create({"name": "ZS dialog rule group", "users": [(4, self.clerk.id)]})
-        self.env["ir.rule"].create({
-            "name": "zs dialog: no secret partners", "model_id": self.env.ref("base.model_res_partner").id,
-            "groups": [(6, 0, group.ids)], "domain_force": "[('name', 'not like', 'Secret')]",
-        })
+        self.env["ir.rule"].create(
+            {
+                "name": "zs dialog: no secret partners",
+                "model_id": self.env.ref("base.model_res_partner").id,
+                "groups": [(6, 0, group.ids)],
+                "domain_force": "[('name', 'not like', 'Secret')]",
+            }
+        )
         self.env["res.partner"].create({"name": "ZS Dialog Secret"})
         listed = self.env["res.partner"].with_user(self.clerk).search(self.domain)
         self.assertEqual(len(listed), 6)
@@ -220,4 +253,6 @@ def csv_rows(content):
 def sheet(content):
     """Every cell's value and number format, row by row, of the workbook's first sheet."""
     rows = list(openpyxl.load_workbook(io.BytesIO(content)).worksheets[0].iter_rows())
-    return [[cell.value for cell in row] for row in rows], [[(cell.number_format, bool(cell.font.bold)) for cell in row] for row in rows]
+    return [[cell.value for cell in row] for row in rows], [
+        [(cell.number_format, bool(cell.font.bold)) for cell in row] for row in rows
+    ]

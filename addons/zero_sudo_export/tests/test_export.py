@@ -35,21 +35,46 @@ class TestExportRows(TransactionCase):
         self.assertEqual([row["id"] for row in rows], self.people.ids)
         self.assertEqual(
             rows[0],
-            {"id": self.people[0].id, "name": "ZS Person 0", "parent_id.name": "ZS Parent", "parent_id.country_id.code": "BE",
-             "category_id": self.tag.ids},
+            {
+                "id": self.people[0].id,
+                "name": "ZS Person 0",
+                "parent_id.name": "ZS Parent",
+                "parent_id.country_id.code": "BE",
+                "category_id": self.tag.ids,
+            },
         )
 
     def test_values_are_those_read_gives_whatever_the_field_type(self):
         self.people[0].write({"color": 3, "partner_latitude": 50.5, "active": False, "comment": "<p>hi</p>"})
-        fields = ["name", "active", "color", "partner_latitude", "type", "write_date", "comment", "parent_id", "category_id", "email", "display_name"]
+        fields = [
+            "name",
+            "active",
+            "color",
+            "partner_latitude",
+            "type",
+            "write_date",
+            "comment",
+            "parent_id",
+            "category_id",
+            "email",
+            "display_name",
+        ]
         domain = [("id", "in", self.people.ids), ("active", "in", (True, False))]
         rows = list(self.env["zero_sudo.export"]._export_rows("res.partner", domain, fields))
         expected = self.people.with_context(active_test=False).read(fields, load=None)
         self.assertEqual(json.loads(json.dumps(rows, default=str)), json.loads(json.dumps(expected, default=str)))
         self.assertEqual((rows[0]["color"], rows[0]["active"], rows[1]["email"]), (3, False, False))
-        rate = self.env["res.currency.rate"].create({"name": "2026-11-29", "rate": 1.25, "currency_id": self.env.ref("base.EUR").id})
-        rows = list(self.env["zero_sudo.export"]._export_rows("res.currency.rate", [("id", "=", rate.id)], ["name", "rate", "currency_id"]))
-        self.assertEqual(rows, [{"id": rate.id, "name": datetime.date(2026, 11, 29), "rate": 1.25, "currency_id": rate.currency_id.id}])
+        rate = self.env["res.currency.rate"].create(
+            {"name": "2026-11-29", "rate": 1.25, "currency_id": self.env.ref("base.EUR").id}
+        )
+        rows = list(
+            self.env["zero_sudo.export"]._export_rows(
+                "res.currency.rate", [("id", "=", rate.id)], ["name", "rate", "currency_id"]
+            )
+        )
+        self.assertEqual(
+            rows, [{"id": rate.id, "name": datetime.date(2026, 11, 29), "rate": 1.25, "currency_id": rate.currency_id.id}]
+        )
         self.assertEqual(json.loads(b"".join(render(rows, "json")))[0]["name"], "2026-11-29")
 
     def test_related_values_follow_record_rules_not_the_active_flag(self):
@@ -59,8 +84,13 @@ class TestExportRows(TransactionCase):
         self.people[0].parent_id = hidden
         self.people[1].parent_id = archived
         self.people[:2].company_id = False
-        clerk = new_test_user(self.env, "zs_export_clerk", groups="base.group_user", company_id=self.env.company.id,
-                              company_ids=[(6, 0, self.env.company.ids)])
+        clerk = new_test_user(
+            self.env,
+            "zs_export_clerk",
+            groups="base.group_user",
+            company_id=self.env.company.id,
+            company_ids=[(6, 0, self.env.company.ids)],
+        )
         rows = self.export(env=self.env(user=clerk))
         self.assertEqual([row["parent_id.name"] for row in rows[:3]], [None, "ZS Archived Parent", "ZS Parent"])
         self.assertEqual(rows[0]["parent_id.country_id.code"], None, "nothing of a hidden record leaks through its relations")

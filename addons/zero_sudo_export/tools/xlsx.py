@@ -59,7 +59,10 @@ class ConstantMemoryXlsxWriter(ExportXlsxWriter):
                 cell_value = cell_value.decode()
             except UnicodeDecodeError:
                 raise UserError(
-                    self.env._("Binary fields can not be exported to Excel unless their content is base64-encoded. That does not seem to be the case for %s.", self.columns_headers[column])
+                    self.env._(
+                        "Binary fields can not be exported to Excel unless their content is base64-encoded. That does not seem to be the case for %s.",
+                        self.columns_headers[column],
+                    )
                 ) from None
         elif isinstance(cell_value, str) and len(cell_value) > self.worksheet.xls_strmax:
             cell_value = self.too_long

@@ -37,7 +37,9 @@ class GdprEraseWizard(models.TransientModel):
             if allowed and partner_ids:
                 count = model.search_count(rule._domain_for(partner_ids))
             elif partner_ids:
-                count = model.sudo().search_count(rule._domain_for(partner_ids))  # a count only: what the officer may not do, they see the size of
+                count = model.sudo().search_count(
+                    rule._domain_for(partner_ids)
+                )  # a count only: what the officer may not do, they see the size of
             else:
                 count = 0
             lines.append({"rule_id": rule.id, "what": rule._describe(), "count": count, "allowed": allowed})
@@ -50,10 +52,17 @@ class GdprEraseWizard(models.TransientModel):
         if not self.partner_ids:
             raise UserError(_("Select the contacts whose personal data to erase."))
         if not self.env["zero_sudo.gdpr.rule"].search_count([]):
-            raise UserError(_("No erasure rule is active: propose rules (GDPR > Erasure rules), review them and activate them first."))
+            raise UserError(
+                _("No erasure rule is active: propose rules (GDPR > Erasure rules), review them and activate them first.")
+            )
         refused = self.line_ids.filtered(lambda line: not line.allowed)
         if refused:
-            raise UserError(_("The erasure runs with your rights, and you may not do what these rules do: %s", ", ".join(refused.rule_id.mapped("name"))))
+            raise UserError(
+                _(
+                    "The erasure runs with your rights, and you may not do what these rules do: %s",
+                    ", ".join(refused.rule_id.mapped("name")),
+                )
+            )
         requests = self.env["zero_sudo.gdpr.request"].create([{"partner_id": partner.id} for partner in self.partner_ids])
         requests.action_run()
         if len(requests) == 1:
@@ -81,4 +90,6 @@ class GdprEraseWizardLine(models.TransientModel):
     model_name = fields.Char(related="rule_id.model_id.name", string="Records of")
     what = fields.Char(string="Erasure", readonly=True)
     count = fields.Integer(string="Records", readonly=True)
-    allowed = fields.Boolean(string="Allowed to you", readonly=True, help="The erasure runs with your rights: may you do what this rule does?")
+    allowed = fields.Boolean(
+        string="Allowed to you", readonly=True, help="The erasure runs with your rights: may you do what this rule does?"
+    )

@@ -35,7 +35,9 @@ class GdprRequest(models.Model):
     company_id = fields.Many2one("res.company", required=True, default=lambda self: self.env.company)
     state = fields.Selection(
         [("draft", "Draft"), ("queued", "Queued"), ("running", "Running"), ("done", "Done"), ("failed", "Failed")],
-        default="draft", required=True, readonly=True,
+        default="draft",
+        required=True,
+        readonly=True,
     )
     line_ids = fields.One2many("zero_sudo.gdpr.request.line", "request_id", readonly=True)
     progress = fields.Float(compute="_compute_progress", help="Records done, out of those found when the run started.")
@@ -46,7 +48,9 @@ class GdprRequest(models.Model):
     def _compute_progress(self):
         for request in self:
             total = sum(request.line_ids.mapped("total"))
-            request.progress = 100.0 * sum(request.line_ids.mapped("done")) / total if total else (100.0 if request.state == "done" else 0.0)
+            request.progress = (
+                100.0 * sum(request.line_ids.mapped("done")) / total if total else (100.0 if request.state == "done" else 0.0)
+            )
 
     def action_run(self):
         """Plan the erasure and queue it in zero_sudo's bounded executor (refused with

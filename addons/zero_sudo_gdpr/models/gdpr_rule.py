@@ -31,9 +31,13 @@ class GdprRule(models.Model):
         "a reference field (res_id) with an extra domain naming res.partner: records attached to the contact.",
     )
     extra_domain = fields.Char(default="[]", help="A JSON domain narrowing the records further.")
-    action = fields.Selection([("anonymize", "Anonymize fields"), ("delete", "Delete records")], required=True, default="anonymize")
+    action = fields.Selection(
+        [("anonymize", "Anonymize fields"), ("delete", "Delete records")], required=True, default="anonymize"
+    )
     field_names = fields.Char(help="Comma-separated fields to anonymize (text fields become '[erased]', others are emptied).")
-    proposed = fields.Boolean(readonly=True, help="Proposed by 'Propose rules' from the installed models, for an officer to review and activate.")
+    proposed = fields.Boolean(
+        readonly=True, help="Proposed by 'Propose rules' from the installed models, for an officer to review and activate."
+    )
     note = fields.Char(string="Why", help="What the rule is for (proposed rules say why they were proposed).")
 
     @api.constrains("model_id", "partner_field", "extra_domain", "action", "field_names")
@@ -43,14 +47,28 @@ class GdprRule(models.Model):
             field = model._fields.get(rule.partner_field)
             if rule.partner_field == rule_planning.SELF:
                 if rule.model != rule_planning.PARTNER or rule.action != "anonymize":
-                    raise ValidationError(_("Only contacts link to themselves ('id'), and the person's contact is anonymized, never deleted (its erasure requests point at it)"))
+                    raise ValidationError(
+                        _(
+                            "Only contacts link to themselves ('id'), and the person's contact is anonymized, never deleted (its erasure requests point at it)"
+                        )
+                    )
             elif field is None or not (
                 (field.type == "many2one" and field.comodel_name == "res.partner") or field.type == "many2one_reference"
             ):
-                raise ValidationError(_("%(model)s.%(field)s is not a link to a contact", model=rule.model, field=rule.partner_field))
-            elif field.type == "many2one_reference" and [field.model_field, "=", "res.partner"] not in json.loads(rule.extra_domain or "[]"):
-                raise ValidationError(_("%(model)s.%(field)s refers to records of any model: the extra domain must say %(clause)s",
-                                        model=rule.model, field=rule.partner_field, clause=json.dumps([field.model_field, "=", "res.partner"])))
+                raise ValidationError(
+                    _("%(model)s.%(field)s is not a link to a contact", model=rule.model, field=rule.partner_field)
+                )
+            elif field.type == "many2one_reference" and [field.model_field, "=", "res.partner"] not in json.loads(
+                rule.extra_domain or "[]"
+            ):
+                raise ValidationError(
+                    _(
+                        "%(model)s.%(field)s refers to records of any model: the extra domain must say %(clause)s",
+                        model=rule.model,
+                        field=rule.partner_field,
+                        clause=json.dumps([field.model_field, "=", "res.partner"]),
+                    )
+                )
             try:
                 domain = json.loads(rule.extra_domain or "[]")
             except ValueError as exc:
@@ -61,7 +79,9 @@ class GdprRule(models.Model):
                 names = rule._anonymized_fields()
                 unknown = [name for name in names if name not in model._fields]
                 if not names or unknown:
-                    raise ValidationError(_("Fields to anonymize on %(model)s: %(fields)s", model=rule.model, fields=", ".join(unknown) or "none"))
+                    raise ValidationError(
+                        _("Fields to anonymize on %(model)s: %(fields)s", model=rule.model, fields=", ".join(unknown) or "none")
+                    )
 
     def _anonymized_fields(self):
         return [name.strip() for name in (self.field_names or "").split(",") if name.strip()]

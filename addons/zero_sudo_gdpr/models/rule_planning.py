@@ -33,8 +33,20 @@ TECHNICAL = re.compile(r"(^model$|_model$|message_id|xmlid|uuid|token|_path$|col
 # erased contacts could not share "[erased]") and say nothing about the person; so does the
 # free-text employer name (company_name), which "[erased]" would turn into a company.
 CONTACT_FIELDS = (
-    "name", "email", "phone", "mobile", "street", "street2", "zip", "city", "website", "comment",
-    "function", "ref", "vat", "additional_info",
+    "name",
+    "email",
+    "phone",
+    "mobile",
+    "street",
+    "street2",
+    "zip",
+    "city",
+    "website",
+    "comment",
+    "function",
+    "ref",
+    "vat",
+    "additional_info",
 )
 
 
@@ -98,7 +110,10 @@ SEQUENCE_DELETE, SEQUENCE_ANONYMIZE, SEQUENCE_CONTACT = 10, 50, 1000
 
 DEFAULTS: dict[tuple[str, str], Default] = {
     (PARTNER, SELF): Default(
-        "anonymize", "The contact itself, last: every other rule finds the person until then", CONTACT_FIELDS, sequence=SEQUENCE_CONTACT
+        "anonymize",
+        "The contact itself, last: every other rule finds the person until then",
+        CONTACT_FIELDS,
+        sequence=SEQUENCE_CONTACT,
     ),
     (PARTNER, "parent_id"): Default(
         "anonymize",
@@ -107,10 +122,13 @@ DEFAULTS: dict[tuple[str, str], Default] = {
         (("type", "!=", "contact"),),
         label="Contact: the person's addresses",
     ),
-    ("res.users", "partner_id"): Default(None, "A user account: an administrator archives it (its login is not the eraser's to change)"),
+    ("res.users", "partner_id"): Default(
+        None, "A user account: an administrator archives it (its login is not the eraser's to change)"
+    ),
     ("res.company", "partner_id"): Default(None, "A company of this database, not a person"),
     ("mail.message", "author_id"): Default(
-        "anonymize", "Messages the person wrote: their text and sender, kept as '[erased]' in the threads",
+        "anonymize",
+        "Messages the person wrote: their text and sender, kept as '[erased]' in the threads",
         ("subject", "body", "email_from", "reply_to", "record_name"),
     ),
     ("mail.message", "res_id"): Default("delete", "The contact's own chatter (its tracked values hold former emails and phones)"),
@@ -144,14 +162,17 @@ def partner_links(model: ModelInfo) -> list[FieldInfo]:
     return links
 
 
-
 def personal_fields(model: ModelInfo) -> tuple[str, ...]:
     """Text fields of ``model`` that look personal and that a write can overwrite."""
     return tuple(
         f.name
         for f in model.fields
-        if f.type in ("char", "text", "html") and f.store and f.writable and not f.unique
-        and PERSONAL.search(f.name) and not TECHNICAL.search(f.name)
+        if f.type in ("char", "text", "html")
+        and f.store
+        and f.writable
+        and not f.unique
+        and PERSONAL.search(f.name)
+        and not TECHNICAL.search(f.name)
     )
 
 
@@ -167,15 +188,37 @@ def propose_rule(model: ModelInfo, link: FieldInfo) -> Proposal | str:
             return default.why
         names = tuple(name for name in default.field_names if model.field(name) is not None)
         sequence = default.sequence or (SEQUENCE_DELETE if default.action == "delete" else SEQUENCE_ANONYMIZE)
-        return Proposal(default.label or label, model.name, link.name, default.action, names, [*extra, *map(list, default.extra_domain)], sequence, default.why)
+        return Proposal(
+            default.label or label,
+            model.name,
+            link.name,
+            default.action,
+            names,
+            [*extra, *map(list, default.extra_domain)],
+            sequence,
+            default.why,
+        )
     if link.type == "many2one_reference":
-        return Proposal(label, model.name, link.name, "delete", (), extra, SEQUENCE_DELETE, "Records attached to the contact's own record")
+        return Proposal(
+            label, model.name, link.name, "delete", (), extra, SEQUENCE_DELETE, "Records attached to the contact's own record"
+        )
     if link.required or link.ondelete == "cascade":
-        return Proposal(label, model.name, link.name, "delete", (), extra, SEQUENCE_DELETE, "Records that exist only for the person")
+        return Proposal(
+            label, model.name, link.name, "delete", (), extra, SEQUENCE_DELETE, "Records that exist only for the person"
+        )
     names = personal_fields(model)
     if not names:
         return "%s: no personal text to anonymize" % label
-    return Proposal(label, model.name, link.name, "anonymize", names, extra, SEQUENCE_ANONYMIZE, "Records mentioning the person: their personal text fields")
+    return Proposal(
+        label,
+        model.name,
+        link.name,
+        "anonymize",
+        names,
+        extra,
+        SEQUENCE_ANONYMIZE,
+        "Records mentioning the person: their personal text fields",
+    )
 
 
 def propose_rules(models: list[ModelInfo], existing: set[tuple[str, str, str]] = frozenset()) -> tuple[list[Proposal], list[str]]:

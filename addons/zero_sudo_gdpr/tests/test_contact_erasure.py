@@ -11,12 +11,19 @@ from .test_erasure import _make_person
 class TestContactErasure(TransactionCase):
     def setUp(self):
         super().setUp()
-        self.officer = new_test_user(self.env, "zs_gdpr_officer", groups="base.group_user,base.group_partner_manager,zero_sudo_gdpr.group_gdpr_officer")
+        self.officer = new_test_user(
+            self.env, "zs_gdpr_officer", groups="base.group_user,base.group_partner_manager,zero_sudo_gdpr.group_gdpr_officer"
+        )
         self.clerk = new_test_user(self.env, "zs_gdpr_clerk2", groups="base.group_user,base.group_partner_manager")
         self.person = _make_person(self.env, contacts=4, accounts=2)
 
     def _wizard(self, user, partners):
-        return self.env["zero_sudo.gdpr.erase.wizard"].with_user(user).with_context(active_model="res.partner", active_ids=partners.ids).create({})
+        return (
+            self.env["zero_sudo.gdpr.erase.wizard"]
+            .with_user(user)
+            .with_context(active_model="res.partner", active_ids=partners.ids)
+            .create({})
+        )
 
     def test_the_action_is_on_contact_forms_and_lists_for_officers_only(self):
         def erase_action(user):
@@ -28,7 +35,9 @@ class TestContactErasure(TransactionCase):
         self.assertEqual(action["name"], "Erase personal data")
         self.assertEqual(set(action["binding_view_types"].split(",")), {"form", "list"})
         self.assertEqual(erase_action(self.clerk), [])
-        self.assertNotIn("zs_gdpr_status", self.env["res.partner"].with_user(self.clerk).fields_get(), "a clerk does not see erasures")
+        self.assertNotIn(
+            "zs_gdpr_status", self.env["res.partner"].with_user(self.clerk).fields_get(), "a clerk does not see erasures"
+        )
 
     def test_the_confirmation_lists_what_each_active_rule_does_and_how_many_records(self):
         wizard = self._wizard(self.officer, self.person)
@@ -83,12 +92,20 @@ class TestContactErasure(TransactionCase):
 
     def test_the_confirmation_says_which_rules_the_officer_may_not_apply_and_refuses_them(self):
         self.env["zero_sudo.gdpr.rule"].create(
-            {"name": "Delete addresses", "model_id": self.env.ref("base.model_res_partner").id, "partner_field": "parent_id", "action": "delete"}
+            {
+                "name": "Delete addresses",
+                "model_id": self.env.ref("base.model_res_partner").id,
+                "partner_field": "parent_id",
+                "action": "delete",
+            }
         )
         junior = new_test_user(self.env, "zs_gdpr_junior", groups="base.group_user,zero_sudo_gdpr.group_gdpr_officer")
         wizard = self._wizard(junior, self.person)
         refused = wizard.line_ids.filtered(lambda line: not line.allowed)
-        self.assertEqual([(line.rule_id.name, line.count) for line in refused], [("Contacts", 4), ("Bank accounts", 2), ("Delete addresses", 4)])
+        self.assertEqual(
+            [(line.rule_id.name, line.count) for line in refused],
+            [("Contacts", 4), ("Bank accounts", 2), ("Delete addresses", 4)],
+        )
         with self.assertRaisesRegex(Exception, "you may not do what these rules do: Contacts, Bank accounts, Delete addresses"):
             wizard.action_erase()
         self.assertFalse(self.env["zero_sudo.gdpr.request"].search([("partner_id", "=", self.person.id)]))

@@ -17,17 +17,31 @@ ERASED = [("[erased]", "[erased]", "[erased]")] * 7
 def _make_person(env, contacts=7, accounts=3):
     person = env["res.partner"].create({"name": "ZS GDPR Person", "email": "person@example.com"})
     env["res.partner"].create(
-        [{"name": "ZS Contact %d" % n, "email": "c%d@example.com" % n, "phone": "+3200%d" % n, "parent_id": person.id} for n in range(contacts)]
+        [
+            {"name": "ZS Contact %d" % n, "email": "c%d@example.com" % n, "phone": "+3200%d" % n, "parent_id": person.id}
+            for n in range(contacts)
+        ]
     )
     env["res.partner.bank"].create([{"acc_number": "ZS-GDPR-%d" % n, "partner_id": person.id} for n in range(accounts)])
     Rule = env["zero_sudo.gdpr.rule"]
     Rule.search([]).write({"active": False})
     Rule.create(
         [
-            {"name": "Contacts", "sequence": 1, "model_id": env.ref("base.model_res_partner").id, "partner_field": "parent_id",
-             "action": "anonymize", "field_names": "name,email,phone"},
-            {"name": "Bank accounts", "sequence": 2, "model_id": env.ref("base.model_res_partner_bank").id, "partner_field": "partner_id",
-             "action": "delete"},
+            {
+                "name": "Contacts",
+                "sequence": 1,
+                "model_id": env.ref("base.model_res_partner").id,
+                "partner_field": "parent_id",
+                "action": "anonymize",
+                "field_names": "name,email,phone",
+            },
+            {
+                "name": "Bank accounts",
+                "sequence": 2,
+                "model_id": env.ref("base.model_res_partner_bank").id,
+                "partner_field": "partner_id",
+                "action": "delete",
+            },
         ]
     )
     return person
@@ -62,7 +76,10 @@ class TestErasureCommits(TransactionCase):
             finally:
                 cr.rollback()
                 self._wait_for_tasks_to_end(env, request)
-                cr.execute("DELETE FROM zero_sudo_task WHERE res_model = 'zero_sudo.gdpr.request' AND res_ids::text = %s", ["[%d]" % request.id])
+                cr.execute(
+                    "DELETE FROM zero_sudo_task WHERE res_model = 'zero_sudo.gdpr.request' AND res_ids::text = %s",
+                    ["[%d]" % request.id],
+                )
                 env["res.partner"].with_context(active_test=False).search([("parent_id", "=", person.id)]).unlink()
                 env["res.partner.bank"].search([("partner_id", "=", person.id)]).unlink()
                 request.unlink()
@@ -91,7 +108,9 @@ class TestErasureCommits(TransactionCase):
             self.assertEqual(accounts, 0)
             self.assertEqual(request.state, "done")
             self.assertEqual(request.progress, 100.0)
-            self.assertEqual([(line.done, line.total, line.progress) for line in request.line_ids], [(7, 7, 100.0), (3, 3, 100.0)])
+            self.assertEqual(
+                [(line.done, line.total, line.progress) for line in request.line_ids], [(7, 7, 100.0), (3, 3, 100.0)]
+            )
             self.assertIn("anonymize res.partner: 7 records", request.audit)
             self.assertIn("delete res.partner.bank: 3 records", request.audit)
             self.assertNotIn("ZS Contact", request.audit)
@@ -155,8 +174,14 @@ class TestErasureCommits(TransactionCase):
         def body(env, person, request):
             # A worker erased one chunk, then its process died: its task is running, its lease free.
             task = env["zero_sudo.task"].create(
-                {"name": "Erase", "state": "running", "user_id": SUPERUSER_ID, "res_model": request._name,
-                 "res_ids": request.ids, "method": "_run_erasure"}
+                {
+                    "name": "Erase",
+                    "state": "running",
+                    "user_id": SUPERUSER_ID,
+                    "res_model": request._name,
+                    "res_ids": request.ids,
+                    "method": "_run_erasure",
+                }
             )
             request.state = "running"
             request.line_ids[0]._erase_chunk(3)

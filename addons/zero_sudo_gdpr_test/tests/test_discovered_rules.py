@@ -53,7 +53,9 @@ class TestDiscoveredRules(TransactionCase):
     def setUp(self):
         super().setUp()
         env = self.env
-        self.person = env["res.partner"].create({"name": NAME, "email": EMAIL, "phone": PHONE, "mobile": PHONE, "street": "Rue Quintana 4"})
+        self.person = env["res.partner"].create(
+            {"name": NAME, "email": EMAIL, "phone": PHONE, "mobile": PHONE, "street": "Rue Quintana 4"}
+        )
         self.person.email = "zoe.q@old.example.org"  # tracked: the former email lands in the chatter
         self.person.email = EMAIL
         env["res.partner"].create(
@@ -65,15 +67,25 @@ class TestDiscoveredRules(TransactionCase):
         other = env["res.partner"].create({"name": "ZS Supplier"})
         other.message_subscribe(partner_ids=self.person.ids)
         other.message_post(
-            body="Hello, this is %s (%s, %s)" % (NAME, EMAIL, PHONE), author_id=self.person.id,
-            email_from='"%s" <%s>' % (NAME, EMAIL), message_type="comment", subtype_xmlid="mail.mt_comment",
+            body="Hello, this is %s (%s, %s)" % (NAME, EMAIL, PHONE),
+            author_id=self.person.id,
+            email_from='"%s" <%s>' % (NAME, EMAIL),
+            message_type="comment",
+            subtype_xmlid="mail.mt_comment",
         )
         self.person.message_post(body="Called %s on %s" % (NAME, PHONE), message_type="comment", subtype_xmlid="mail.mt_note")
         env["mail.activity"].create(
-            {"res_model_id": env.ref("base.model_res_partner").id, "res_id": self.person.id, "summary": "Call " + NAME,
-             "activity_type_id": env.ref("mail.mail_activity_data_call").id, "user_id": env.uid}
+            {
+                "res_model_id": env.ref("base.model_res_partner").id,
+                "res_id": self.person.id,
+                "summary": "Call " + NAME,
+                "activity_type_id": env.ref("mail.mail_activity_data_call").id,
+                "user_id": env.uid,
+            }
         )
-        env["ir.attachment"].create({"name": "id-card of %s.pdf" % NAME, "raw": b"%PDF", "res_model": "res.partner", "res_id": self.person.id})
+        env["ir.attachment"].create(
+            {"name": "id-card of %s.pdf" % NAME, "raw": b"%PDF", "res_model": "res.partner", "res_id": self.person.id}
+        )
         env["res.partner.bank"].create({"acc_number": "BE71 0961 2345 6769", "partner_id": self.person.id})
         channel = env["discuss.channel"].create({"name": "ZS channel"})
         channel.add_members(partner_ids=self.person.ids)
@@ -101,7 +113,11 @@ class TestDiscoveredRules(TransactionCase):
 
     def test_the_proposed_rules_once_active_leave_nothing_of_the_person_in_linked_records(self):
         before = {leak[0] for leak in _leaks(self.env, self.person)}
-        self.assertLessEqual({"res.partner", "mail.message", "mail.activity", "ir.attachment"}, before, "the person is all over the database before")
+        self.assertLessEqual(
+            {"res.partner", "mail.message", "mail.activity", "ir.attachment"},
+            before,
+            "the person is all over the database before",
+        )
         rules = self._propose_and_activate()
         described = {(rule.model, rule.partner_field): rule for rule in rules}
         self.assertEqual(described[("mail.message", "author_id")].action, "anonymize", "messages the person wrote")
@@ -114,8 +130,11 @@ class TestDiscoveredRules(TransactionCase):
         supplier_thread = self.env["res.partner"].search([("name", "=", "ZS Supplier")])
         self.assertEqual(supplier_thread.message_ids.filtered(lambda m: m.author_id == self.person).body, "<p>[erased]</p>")
         self.assertNotIn(self.person, supplier_thread.message_follower_ids.partner_id)
-        self.assertIn("Max Mustermann", self.env["res.partner"].search([("name", "=", "Max Mustermann")]).name,
-                      "the person's contacts are people of their own: left as they are")
+        self.assertIn(
+            "Max Mustermann",
+            self.env["res.partner"].search([("name", "=", "Max Mustermann")]).name,
+            "the person's contacts are people of their own: left as they are",
+        )
 
     def test_proposing_again_proposes_nothing_new(self):
         first = self._propose_and_activate()

@@ -46,9 +46,7 @@ def _error(status, message, **extra):
 
 
 class IngestController(http.Controller):
-    @http.route(
-        "/zero_sudo/ingest/<string:code>", type="http", auth="bearer", methods=["POST"], csrf=False, save_session=False
-    )
+    @http.route("/zero_sudo/ingest/<string:code>", type="http", auth="bearer", methods=["POST"], csrf=False, save_session=False)
     def ingest(self, code, **_params):
         """Accept one message (a JSON object) or a batch (an array), or say precisely why not.
 

@@ -27,7 +27,9 @@ class IngestStream(models.Model):
         help="Appears in the endpoint URL /zero_sudo/ingest/<code> and in RabbitMQ routing keys: "
         "1-64 characters of a-z, 0-9, _ and -.",
     )
-    active = fields.Boolean(default=True, help="An archived stream accepts nothing; its queued messages go to the dead-letter queue.")
+    active = fields.Boolean(
+        default=True, help="An archived stream accepts nothing; its queued messages go to the dead-letter queue."
+    )
     user_id = fields.Many2one("res.users", string="Owner", required=True, default=lambda self: self.env.user, ondelete="restrict")
     message_schema = fields.Text(
         string="Message schema",

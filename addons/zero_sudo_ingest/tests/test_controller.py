@@ -28,9 +28,21 @@ class TestIngestEndpoint(HttpCase):
         super().setUpClass()
         cls.owner = new_test_user(cls.env, "ingest_owner", groups="base.group_user,zero_sudo_ingest.group_ingest_publisher")
         cls.other = new_test_user(cls.env, "ingest_other", groups="base.group_user,zero_sudo_ingest.group_ingest_publisher")
-        cls.key = cls.env["res.users.apikeys"].with_user(cls.owner)._generate(None, "ingest test", fields.Datetime.now() + timedelta(days=1))
-        cls.other_key = cls.env["res.users.apikeys"].with_user(cls.other)._generate(None, "ingest test", fields.Datetime.now() + timedelta(days=1))
-        schema = {"type": "object", "required": ["id", "amount"], "properties": {"id": {"type": "string"}, "amount": {"type": "number", "minimum": 0}}}
+        cls.key = (
+            cls.env["res.users.apikeys"]
+            .with_user(cls.owner)
+            ._generate(None, "ingest test", fields.Datetime.now() + timedelta(days=1))
+        )
+        cls.other_key = (
+            cls.env["res.users.apikeys"]
+            .with_user(cls.other)
+            ._generate(None, "ingest test", fields.Datetime.now() + timedelta(days=1))
+        )
+        schema = {
+            "type": "object",
+            "required": ["id", "amount"],
+            "properties": {"id": {"type": "string"}, "amount": {"type": "number", "minimum": 0}},
+        }
         cls.stream = cls.env["zero_sudo.ingest.stream"].create(
             {"name": "Orders", "code": "orders", "user_id": cls.owner.id, "message_schema": json.dumps(schema)}
         )
@@ -63,7 +75,9 @@ class TestIngestEndpoint(HttpCase):
         self.assertEqual(response.status_code, 202, response.text)
         self.assertEqual(response.json(), {"accepted": ["A-1", "A-2"]})
         queued = self.queued()
-        self.assertEqual([(m.stream, m.external_id, m.data["amount"]) for m in queued], [("orders", "A-1", 3), ("orders", "A-2", 4.5)])
+        self.assertEqual(
+            [(m.stream, m.external_id, m.data["amount"]) for m in queued], [("orders", "A-1", 3), ("orders", "A-2", 4.5)]
+        )
 
     def test_bad_requests_get_precise_errors_and_queue_nothing(self):
         cases = [

@@ -24,7 +24,9 @@ class TestMaterialize(TransactionCase):
     def _land(self, *messages):
         """Land rows exactly as the landing daemon does."""
         self.env.flush_all()
-        ids, payloads = zip(*[(str(ext), '{"name": %s, "mail": "%s@example.com"}' % (name, ext)) for ext, name in messages], strict=True)
+        ids, payloads = zip(
+            *[(str(ext), '{"name": %s, "mail": "%s@example.com"}' % (name, ext)) for ext, name in messages], strict=True
+        )
         self.env.cr.execute(INSERT_ROWS, ([self.stream.id] * len(ids), list(ids), list(payloads)))
         return self.env["zero_sudo.ingest.landing"].browse([row_id for (row_id,) in self.env.cr.fetchall()])
 
@@ -87,12 +89,19 @@ class TestMaterializeCommits(TransactionCase):
             env = api.Environment(cr, SUPERUSER_ID, {})
             Landing = env["zero_sudo.ingest.landing"]
             stream = env["zero_sudo.ingest.stream"].create(
-                {"name": "Commit test", "code": "commit-test", "target_model_id": env.ref("base.model_res_partner").id,
-                 "match_field": "ref", "field_mapping": '{"name": "name"}'}
+                {
+                    "name": "Commit test",
+                    "code": "commit-test",
+                    "target_model_id": env.ref("base.model_res_partner").id,
+                    "match_field": "ref",
+                    "field_mapping": '{"name": "name"}',
+                }
             )
             try:
                 env.flush_all()
-                cr.execute(INSERT_ROWS, ([stream.id] * 7, ["cm%d" % n for n in range(7)], ['{"name": "N%d"}' % n for n in range(7)]))
+                cr.execute(
+                    INSERT_ROWS, ([stream.id] * 7, ["cm%d" % n for n in range(7)], ['{"name": "N%d"}' % n for n in range(7)])
+                )
                 rows = Landing.browse([row_id for (row_id,) in cr.fetchall()])
                 cr.commit()
                 original, calls = type(Landing)._materialize_chunk, []

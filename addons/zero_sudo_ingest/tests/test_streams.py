@@ -10,7 +10,11 @@ class TestStreams(TransactionCase):
             {"code": "Bad Code"},
             {"code": "ok1", "message_schema": "{not json"},
             {"code": "ok2", "message_schema": '{"type": "object", "pattern": "x"}'},
-            {"code": "ok3", "target_model_id": self.env.ref("base.model_res_partner").id, "field_mapping": '{"n": "no_such_field"}'},
+            {
+                "code": "ok3",
+                "target_model_id": self.env.ref("base.model_res_partner").id,
+                "field_mapping": '{"n": "no_such_field"}',
+            },
             {"code": "ok4", "field_mapping": "[1, 2]"},
         ):
             with self.subTest(values=values), self.assertRaises(ValidationError):

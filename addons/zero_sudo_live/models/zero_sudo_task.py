@@ -53,5 +53,11 @@ class Task(models.Model):
             message = env._("%(task)s failed: %(error)s", task=self.name, error=self.error or "")
             level = Level.DANGER
         self.env["zero_sudo.live"]._notify(
-            self.user_id, message, title=env._("Background task"), level=level, sticky=bool(url), url=url, url_label=env._("Download")
+            self.user_id,
+            message,
+            title=env._("Background task"),
+            level=level,
+            sticky=bool(url),
+            url=url,
+            url_label=env._("Download"),
         )

@@ -53,16 +53,29 @@ class TestPushToUsers(TransactionCase):
         received = wait_until(lambda: self.channels.drain(), what="the push in Redis")
         self.assertEqual(
             received,
-            [(self.alice_channel, {"type": "notification", "message": "Your report is ready", "level": "success", "sticky": False, "title": "Reports"})],
+            [
+                (
+                    self.alice_channel,
+                    {
+                        "type": "notification",
+                        "message": "Your report is ready",
+                        "level": "success",
+                        "sticky": False,
+                        "title": "Reports",
+                    },
+                )
+            ],
         )
 
     def test_a_finished_background_task_notifies_the_user_who_started_it_and_nobody_else(self):
         env_ = real_env(self.registry, uid=self.alice.id)
         self.addCleanup(env_.cr.close)
         content = base64.b64encode(b"id,name\n").decode()
-        task = env_["zero_sudo.task"]._submit(env_["ir.attachment"], "create", [{"name": "live.csv", "datas": content}], name="Export contacts")
+        task = env_["zero_sudo.task"]._submit(
+            env_["ir.attachment"], "create", [{"name": "live.csv", "datas": content}], name="Export contacts"
+        )
         self.addCleanup(self._delete, task.id)
-        (channel, payload), = wait_until(lambda: self.channels.drain(), what="the task's notification")
+        ((channel, payload),) = wait_until(lambda: self.channels.drain(), what="the task's notification")
         self.assertEqual(channel, self.alice_channel)
         self.assertEqual((payload["message"], payload["level"]), ("Export contacts is done.", "success"))
         attachment_id = int(payload["url"].split("/")[3].split("?")[0])
@@ -78,7 +91,7 @@ class TestPushToUsers(TransactionCase):
         self.addCleanup(env_.cr.close)
         task = env_["zero_sudo.task"]._submit(env_["res.partner"], "create", [{"no_such_field": 1}], name="Import")
         self.addCleanup(self._delete, task.id)
-        (channel, payload), = wait_until(lambda: self.channels.drain(), what="the task's notification")
+        ((channel, payload),) = wait_until(lambda: self.channels.drain(), what="the task's notification")
         self.assertEqual(channel, user_channel(self.env.cr.dbname, self.bob.id))
         self.assertEqual(payload["level"], "danger")
         self.assertIn("Import failed: ValueError", payload["message"])

@@ -20,7 +20,11 @@ class ArticleController(http.Controller):
         follower = follow(request.db)
         invalidated_at = follower.invalidated_at.get("zero_sudo.test.article") if follower else None
         return request.make_json_response(
-            {"id": request.env["zero_sudo.test.article"]._resolve_slug(slug), "pid": os.getpid(), "invalidated_at": invalidated_at}
+            {
+                "id": request.env["zero_sudo.test.article"]._resolve_slug(slug),
+                "pid": os.getpid(),
+                "invalidated_at": invalidated_at,
+            }
         )
 
     @http.route("/zero_sudo_test/slug_cache_stats", type="http", auth="none")

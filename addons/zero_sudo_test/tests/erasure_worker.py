@@ -49,6 +49,7 @@ def main(config: str, database: str, task_id: int) -> None:
     eraser_log.addHandler(durations)
     registry = Registry(database)
     from odoo.addons.zero_sudo.models.task import _run_task  # importable once the registry loaded the addons path
+
     with registry.cursor() as cr:
         env = api.Environment(cr, SUPERUSER_ID, {})
         request = env["zero_sudo.task"].browse(task_id)._records()

@@ -84,7 +84,9 @@ class TestErasureAtScale(TransactionCase):
         with cls.registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
             rules = cls._make_rules(env)
-            people = {name: cls._make_person(env, name, count) for name, count in (("small", SMALL), ("a", RELATED), ("b", RELATED))}
+            people = {
+                name: cls._make_person(env, name, count) for name, count in (("small", SMALL), ("a", RELATED), ("b", RELATED))
+            }
             requests = {name: env["zero_sudo.gdpr.request"].create({"partner_id": person.id}) for name, person in people.items()}
             for request in requests.values():
                 request._plan()
@@ -118,10 +120,23 @@ class TestErasureAtScale(TransactionCase):
         model = env.ref("zero_sudo_test.model_zero_sudo_test_message").id
         return env["zero_sudo.gdpr.rule"].create(
             [
-                {"name": "Scale: mails", "sequence": 1, "model_id": model, "partner_field": "partner_id",
-                 "extra_domain": '[["kind", "=", "mail"]]', "action": "anonymize", "field_names": "email,body"},
-                {"name": "Scale: logs", "sequence": 2, "model_id": model, "partner_field": "partner_id",
-                 "extra_domain": '[["kind", "=", "log"]]', "action": "delete"},
+                {
+                    "name": "Scale: mails",
+                    "sequence": 1,
+                    "model_id": model,
+                    "partner_field": "partner_id",
+                    "extra_domain": '[["kind", "=", "mail"]]',
+                    "action": "anonymize",
+                    "field_names": "email,body",
+                },
+                {
+                    "name": "Scale: logs",
+                    "sequence": 2,
+                    "model_id": model,
+                    "partner_field": "partner_id",
+                    "extra_domain": '[["kind", "=", "log"]]',
+                    "action": "delete",
+                },
             ]
         )
 
@@ -159,7 +174,9 @@ class TestErasureAtScale(TransactionCase):
     @classmethod
     def _queue(cls, name):
         """Start request ``name`` as its form's Run does: the ID of the task it queued."""
-        _result, (task_id,) = cls._handed_over(lambda env: env["zero_sudo.gdpr.request"].browse(cls.request_ids[name]).action_run())
+        _result, (task_id,) = cls._handed_over(
+            lambda env: env["zero_sudo.gdpr.request"].browse(cls.request_ids[name]).action_run()
+        )
         return task_id
 
     @classmethod
@@ -173,7 +190,9 @@ class TestErasureAtScale(TransactionCase):
         (task_id,) = task_ids or [cls._queue(name)]
         return subprocess.Popen(
             [sys.executable, WORKER, config.rcfile, cls.dbname, str(task_id)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     @classmethod
@@ -219,7 +238,10 @@ class TestErasureAtScale(TransactionCase):
 
     @classmethod
     def _first_line(cls, cr, name):
-        cr.execute("SELECT COALESCE(done, 0), total FROM zero_sudo_gdpr_request_line WHERE request_id = %s ORDER BY id LIMIT 1", (cls.request_ids[name],))
+        cr.execute(
+            "SELECT COALESCE(done, 0), total FROM zero_sudo_gdpr_request_line WHERE request_id = %s ORDER BY id LIMIT 1",
+            (cls.request_ids[name],),
+        )
         return cr.fetchone()
 
     @classmethod
@@ -258,7 +280,8 @@ class TestErasureAtScale(TransactionCase):
             cr.execute("SELECT state, audit FROM zero_sudo_gdpr_request WHERE id = %s", (self.request_ids[name],))
             state, audit = cr.fetchone()
             cr.execute(
-                "SELECT done, total, finished FROM zero_sudo_gdpr_request_line WHERE request_id = %s ORDER BY id", (self.request_ids[name],)
+                "SELECT done, total, finished FROM zero_sudo_gdpr_request_line WHERE request_id = %s ORDER BY id",
+                (self.request_ids[name],),
             )
             lines = cr.fetchall()
         return messages, state, lines, re.sub(r"^[0-9: -]+: ", "", audit or "", flags=re.MULTILINE)
@@ -267,7 +290,10 @@ class TestErasureAtScale(TransactionCase):
         messages, state, lines, audit = self._end_state("a")
         self.assertEqual(messages, [("mail", ANONYMIZED, ANONYMIZED, RELATED // 2)])
         self.assertEqual((state, lines), ("done", [(RELATED // 2, RELATED // 2, True)] * 2))
-        self.assertEqual(audit.splitlines(), ["anonymize zero_sudo.test.message: 50000 records", "delete zero_sudo.test.message: 50000 records"])
+        self.assertEqual(
+            audit.splitlines(),
+            ["anonymize zero_sudo.test.message: 50000 records", "delete zero_sudo.test.message: 50000 records"],
+        )
 
     def test_every_erased_record_is_announced_by_id(self):
         key = model_key("zero_sudo.test.message")
@@ -280,17 +306,23 @@ class TestErasureAtScale(TransactionCase):
 
     def test_peak_memory_does_not_grow_with_the_number_of_records(self):
         small, large = self.small["rss_growth_mb"], self.uninterrupted["rss_growth_mb"]
-        self.assertLess(large, small + FLAT_RSS_MARGIN_MB, "peak RSS growth: %.1f MB at 10 000 records, %.1f MB at 100 000" % (small, large))
+        self.assertLess(
+            large, small + FLAT_RSS_MARGIN_MB, "peak RSS growth: %.1f MB at 10 000 records, %.1f MB at 100 000" % (small, large)
+        )
 
     def test_a_concurrent_writer_waits_at_most_one_chunk(self):
         chunks = self.uninterrupted["chunk_ms"]
-        self.assertEqual(len(chunks), 2 * (RELATED // 2 // CHUNK_SIZE + 1), "one transaction per chunk, plus each rule's last look")
+        self.assertEqual(
+            len(chunks), 2 * (RELATED // 2 // CHUNK_SIZE + 1), "one transaction per chunk, plus each rule's last look"
+        )
         held = sum(1 for _wait, after_erasure in self.writes if after_erasure)
         self.assertGreater(held, 0, "the writer wrote to rows the eraser was erasing at that moment")
         longest_wait, longest_chunk = max(wait for wait, _after in self.writes), max(chunks) / 1000
         self.assertLessEqual(
-            longest_wait, longest_chunk + WAKE_UP_SLACK_S,
-            "the writer waited %.3f s; the longest chunk took %.3f s (%d writes)" % (longest_wait, longest_chunk, len(self.writes)),
+            longest_wait,
+            longest_chunk + WAKE_UP_SLACK_S,
+            "the writer waited %.3f s; the longest chunk took %.3f s (%d writes)"
+            % (longest_wait, longest_chunk, len(self.writes)),
         )
 
     def test_sigkill_midway_then_restart_ends_as_an_uninterrupted_run(self):
@@ -301,7 +333,11 @@ class TestErasureAtScale(TransactionCase):
             cr.execute("SELECT state, error FROM zero_sudo_task WHERE id = %s", (killed_task,))
             self.assertEqual(cr.fetchone(), ("failed", PROCESS_DIED))
             cr.execute("SELECT method, res_ids FROM zero_sudo_task WHERE id = ANY(%s)", (self.resumed_task_ids,))
-            self.assertEqual(cr.fetchall(), [("_run_erasure", [self.request_ids["b"]])], "the reaper queued the erasure again, once")
+            self.assertEqual(
+                cr.fetchall(), [("_run_erasure", [self.request_ids["b"]])], "the reaper queued the erasure again, once"
+            )
         self.assertTrue(0 < self.done_when_killed < RELATED // 2, "killed halfway: %d mails done" % self.done_when_killed)
         self.assertEqual(self._end_state("b"), self._end_state("a"))
-        self.assertLess(len(self.resumed["chunk_ms"]), len(self.uninterrupted["chunk_ms"]), "the restart resumed, not started over")
+        self.assertLess(
+            len(self.resumed["chunk_ms"]), len(self.uninterrupted["chunk_ms"]), "the restart resumed, not started over"
+        )

@@ -29,7 +29,6 @@ class TestSlugMixin(TransactionCase):
                 self.assertIsNone(Article._resolve_slug(garbage))
 
 
-
 @tagged("post_install", "-at_install", "zero_sudo")
 class TestSlugCache(TransactionCase):
     """On real, short transactions, as requests are: the cache serves them."""

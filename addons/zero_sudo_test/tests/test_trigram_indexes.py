@@ -19,7 +19,9 @@ class TestTrigramIndexes(TransactionCase):
             for node in etree.fromstring(view.arch_db.encode()).iter("field"):
                 field = model._fields.get(node.get("name"))
                 operator = node.get("operator", "ilike")
-                uses_ilike = "ilike" in (node.get("filter_domain") or "") or (operator == "ilike" and not node.get("filter_domain"))
+                uses_ilike = "ilike" in (node.get("filter_domain") or "") or (
+                    operator == "ilike" and not node.get("filter_domain")
+                )
                 if field is not None and field.type in TEXT_TYPES and field.store and uses_ilike:
                     yield model, field
 
