@@ -182,6 +182,7 @@ def run_failover(odoo: OdooInstall) -> FailoverReport:
         sessions = [JsonRpc(server.url, db, *ADMIN) for _ in range(SESSIONS_BEFORE)]
         partner_model = sessions[0].call_kw("ir.model", "search", [[["model", "=", "res.partner"]]])
         sessions[0].call_kw("ir.model", "write", [partner_model, {"zero_sudo_live_publish": True}])
+        sessions[0].call("/my/gateway/grants", {})  # its cookie now grants the partners' channel
         watcher = GatewayWatcher(gateway, server.url, sessions[0].session_id)
         epoch_before = wait_for(lambda: _epoch(first_master[1], db), 30, "the relay's epoch")
 

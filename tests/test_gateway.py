@@ -33,7 +33,7 @@ from zero_sudo_bus.protocol import (
     model_key,
     user_channel,
 )
-from zero_sudo_bus.sessions import encode_session, session_key
+from zero_sudo_bus.sessions import SESSION_GRANTS_KEY, encode_session, session_grants, session_key
 from zero_sudo_daemons.launcher import DAEMONS
 from zero_sudo_daemons.settings import resolve_settings
 
@@ -83,26 +83,48 @@ def test_notify_reaches_subscribed_clients_through_relay_and_gateway(pg_db, star
     assert gateway.metric('zero_sudo_gateway_messages_out_total{kind="event"}') == 3
 
 
-def test_session_cookie_authenticates_its_user_for_models_and_own_channel_only(bus_db, start_gateway, redis_client):
+def test_session_cookie_authenticates_its_user_for_its_granted_channels_only(bus_db, start_gateway, redis_client):
     gateway = start_gateway(bus_db)
     sid = secrets.token_urlsafe(16)
     key = session_key("zero_sudo:", sid)
-    redis_client.set(key, encode_session({"uid": 7, "db": bus_db, "login": "demo"}), ex=60)
+    grants = session_grants(["model:res.partner"], int(time.time()) + 60)
+    redis_client.set(key, encode_session({"uid": 7, "db": bus_db, "login": "demo", SESSION_GRANTS_KEY: grants}), ex=60)
     try:
         client = open_client(gateway, cookie="frontend_lang=en_US; session_id=%s" % sid)
         hello = receive(client)
-        assert (hello["t"], hello["uid"], hello["auth"], hello["grants"]) == ("hello", 7, "session", None)
-        client.send(json.dumps({"op": "sub", "ch": ["model:sale.order", "user:7", "user:8"], "id": "s1"}))
+        assert (hello["t"], hello["uid"], hello["auth"], hello["grants"]) == (
+            "hello",
+            7,
+            "session",
+            ["model:res.partner", "user:7"],
+        )
+        client.send(json.dumps({"op": "sub", "ch": ["model:res.partner", "model:sale.order", "user:7", "user:8"], "id": "s1"}))
         reply = receive(client)
         assert reply == {
             "t": "subscribed",
-            "ch": ["model:sale.order", "user:7"],
-            "refused": [{"ch": "user:8", "reason": "forbidden"}],
+            "ch": ["model:res.partner", "user:7"],
+            "refused": [{"ch": "model:sale.order", "reason": "forbidden"}, {"ch": "user:8", "reason": "forbidden"}],
             "id": "s1",
         }
         redis_client.publish(user_channel(bus_db, 8), json.dumps({"type": "not yours"}))
         redis_client.publish(user_channel(bus_db, 7), json.dumps({"type": "mail.message", "id": 5}))
         assert receive_until(client, "event") == {"t": "event", "ch": "user:7", "data": {"type": "mail.message", "id": 5}}
+    finally:
+        redis_client.delete(key)
+
+
+def test_expired_session_grants_leave_the_users_own_channel_only(bus_db, start_gateway, redis_client):
+    gateway = start_gateway(bus_db)
+    sid = secrets.token_urlsafe(16)
+    key = session_key("zero_sudo:", sid)
+    grants = session_grants(["model:res.partner"], int(time.time()) - 1)
+    redis_client.set(key, encode_session({"uid": 7, "db": bus_db, SESSION_GRANTS_KEY: grants}), ex=60)
+    try:
+        client = open_client(gateway, cookie="session_id=%s" % sid)
+        assert receive(client)["grants"] == ["user:7"]
+        client.send(json.dumps({"op": "sub", "ch": ["model:res.partner"], "id": "s1"}))
+        assert receive(client)["refused"] == [{"ch": "model:res.partner", "reason": "forbidden"}]
+        assert gateway.metric("zero_sudo_gateway_stale_session_grants_total") == 1
     finally:
         redis_client.delete(key)
 

@@ -28,9 +28,10 @@ from zero_sudo_daemons.gateway_protocol import (
 )
 
 
-def test_a_session_may_subscribe_to_any_model_and_its_own_user_channel_only():
-    session = Principal(7, "prod", AuthMethod.SESSION)
-    assert session.may_subscribe(parse_channel("model:hr.employee"))
+def test_a_session_may_subscribe_to_its_granted_models_and_its_own_user_channel_only():
+    session = Principal(7, "prod", AuthMethod.SESSION, frozenset({"user:7", "model:res.partner"}))
+    assert session.may_subscribe(parse_channel("model:res.partner"))
+    assert not session.may_subscribe(parse_channel("model:hr.employee"))
     assert session.may_subscribe(parse_channel("user:7"))
     assert not session.may_subscribe(parse_channel("user:8"))
 

@@ -199,9 +199,27 @@ def test_a_user_without_read_access_to_a_model_is_refused_its_channel(stack, bob
     assert refused["body"]["refused"] == [{"ch": "model:ir.cron", "reason": "not_readable"}]
 
     # Bob's own token, sent to the gateway from his page (another host name: no cookie goes).
-    answers = bob.evaluate(
-        """async (url) => {
-            const token = await (await fetch("/my/gateway/token")).text();
+    hello, subscribed = _subscribe_from_page(bob, "ws://localhost:%d/ws" % stack.nginx.port, with_token=True)
+    assert (hello["t"], hello["auth"]) == ("hello", "token")
+    assert "model:ir.cron" not in hello["grants"]
+    assert subscribed["ch"] == ["model:res.partner"]
+    assert subscribed["refused"] == [{"ch": "model:ir.cron", "reason": "forbidden"}]
+
+    # Bob's session cookie, on Odoo's own origin (what his web client does): the same refusal.
+    hello, subscribed = _subscribe_from_page(bob, stack.origin.replace("http", "ws", 1) + "/ws", with_token=False)
+    assert (hello["t"], hello["auth"]) == ("hello", "session")
+    assert "model:ir.cron" not in hello["grants"]
+    assert subscribed["ch"] == ["model:res.partner"]
+    assert subscribed["refused"] == [{"ch": "model:ir.cron", "reason": "forbidden"}]
+
+
+def _subscribe_from_page(page: Page, url: str, with_token: bool) -> tuple[dict, dict]:
+    """From ``page``, open a WebSocket to the gateway at ``url`` (authenticated by a token from
+    Odoo, or by whatever cookie the browser sends) and ask for a readable and an unreadable
+    model's channels: the gateway's ``hello`` and ``subscribed`` answers."""
+    answers = page.evaluate(
+        """async ([url, withToken]) => {
+            const token = withToken ? await (await fetch("/my/gateway/token")).text() : null;
             const socket = new WebSocket(url);
             const answers = [];
             await new Promise((resolve, reject) => {
@@ -215,18 +233,14 @@ def test_a_user_without_read_access_to_a_model_is_refused_its_channel(stack, bob
                         resolve();
                     }
                 };
-                socket.onopen = () => socket.send(JSON.stringify({op: "auth", token}));
+                socket.onopen = () => token && socket.send(JSON.stringify({op: "auth", token}));
             });
             socket.close();
             return answers;
         }""",
-        "ws://localhost:%d/ws" % stack.nginx.port,
+        [url, with_token],
     )
-    hello, subscribed = answers[0], answers[-1]
-    assert (hello["t"], hello["auth"]) == ("hello", "token")
-    assert "model:ir.cron" not in hello["grants"]
-    assert subscribed["ch"] == ["model:res.partner"]
-    assert subscribed["refused"] == [{"ch": "model:ir.cron", "reason": "forbidden"}]
+    return answers[0], answers[-1]
 
 
 def test_a_finished_export_notifies_its_user_only(stack, alice, bob):

@@ -7,10 +7,14 @@ import re
 import pytest
 
 from conftest import ADDONS
+from zero_sudo_bus.channels import MAX_SUBSCRIPTIONS
 from zero_sudo_bus.sessions import (
+    SESSION_GRANTS_KEY,
     all_user_sessions,
     decode_session,
     encode_session,
+    granted_channels,
+    session_grants,
     session_key,
     session_uid,
     sessions_starting_with,
@@ -26,6 +30,43 @@ def test_session_codec_is_json_and_refuses_what_json_cannot_hold():
         encode_session({"uid": object()})
     for raw in (None, b"\x80\x04pickle", b"[1,2]", b"nope"):
         assert decode_session(raw) is None
+
+
+NOW = 1_800_000_000
+
+
+def test_a_session_grants_its_stored_model_channels_until_they_expire():
+    session = {
+        "uid": 7,
+        "db": "prod",
+        SESSION_GRANTS_KEY: session_grants(["model:res.partner", "user:7", "model:res.partner"], NOW + 300),
+    }
+    assert decode_session(encode_session(session)) == session, "stored as JSON in Redis"
+    assert granted_channels(session, 7, NOW) == {"user:7", "model:res.partner"}
+    assert granted_channels(session, 7, NOW + 300) == {"user:7"}, "expired: the user's own channel only"
+
+
+@pytest.mark.parametrize(
+    "grants",
+    [
+        None,
+        "model:res.partner",
+        {"channels": ["model:res.partner"]},
+        {"channels": ["model:res.partner"], "exp": str(NOW + 300)},
+        {"channels": "model:res.partner", "exp": NOW + 300},
+        {"channels": ["model:*", "user:8", "model:Bad Name", 5, None], "exp": NOW + 300},
+    ],
+    ids=["none", "not-an-object", "no-expiry", "expiry-not-int", "channels-not-list", "star-other-user-garbage"],
+)
+def test_a_missing_or_malformed_grant_gives_the_users_own_channel_only(grants):
+    session = {"uid": 7, "db": "prod"} if grants is None else {"uid": 7, "db": "prod", SESSION_GRANTS_KEY: grants}
+    assert granted_channels(session, 7, NOW) == {"user:7"}
+
+
+def test_a_session_grants_no_more_model_channels_than_a_connection_holds():
+    many = ["model:m%d" % number for number in range(3 * MAX_SUBSCRIPTIONS)]
+    granted = granted_channels({SESSION_GRANTS_KEY: session_grants(many, NOW + 1)}, 7, NOW)
+    assert len(granted) == MAX_SUBSCRIPTIONS + 1 and "user:7" in granted
 
 
 def test_session_keys():

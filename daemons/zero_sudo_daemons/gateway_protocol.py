@@ -59,22 +59,20 @@ class AuthMethod(enum.StrEnum):
 class Principal:
     """Who is on the other end, and what they may subscribe to.
 
-    ``grants`` is None for an Odoo session (any model channel and the user's own channel:
-    the browser reads records through Odoo, whose access rules apply), or the exact set a
-    token lists (``model:*`` standing for every model channel).
+    ``grants`` is the exact set the credential lists: the channels Odoo stored in the session
+    (``zero_sudo_bus.sessions.granted_channels``) or those a token signs (``model:*``
+    standing for every model channel). Either way Odoo decided them, with its access rules.
     """
 
     uid: int
     db: str
     method: AuthMethod
-    grants: frozenset[str] | None = None
+    grants: frozenset[str]
 
     def may_subscribe(self, channel: Channel) -> bool:
         """Whether this principal may receive ``channel``'s events."""
         if channel.uid is not None and channel.uid != self.uid:
             return False
-        if self.grants is None:
-            return True
         return channel.name in self.grants or (channel.model is not None and ALL_MODELS in self.grants)
 
 
@@ -151,29 +149,37 @@ def parse_command(frame: str | bytes) -> Command:
     return Command(op, command_id, channels=tuple(dict.fromkeys(channels)))
 
 
+class SubscribeRefusal(enum.StrEnum):
+    """Why a ``sub`` command's channel is refused (the ``reason`` of the ``subscribed`` reply)."""
+
+    INVALID = "invalid"  # not a channel name
+    FORBIDDEN = "forbidden"  # not granted by the session or token
+    LIMIT = "limit"  # the connection holds MAX_SUBSCRIPTIONS channels already
+
+
 @dataclass(frozen=True, slots=True)
 class SubscribePlan:
     """What a ``sub`` command does: channels to add, and refusals with their reason."""
 
     accepted: tuple[Channel, ...]
-    refused: tuple[tuple[str, str], ...]  # (channel name, "invalid" | "forbidden" | "limit")
+    refused: tuple[tuple[str, SubscribeRefusal], ...]
 
 
 def plan_subscribe(principal: Principal, current: Iterable[str], names: Sequence[str]) -> SubscribePlan:
     """Decide a ``sub`` command for a connection already subscribed to ``current``."""
     subscribed = set(current)
     accepted: list[Channel] = []
-    refused: list[tuple[str, str]] = []
+    refused: list[tuple[str, SubscribeRefusal]] = []
     for name in names:
         channel = parse_channel(name)
         if channel is None:
-            refused.append((name[:MAX_MODEL_NAME], "invalid"))
+            refused.append((name[:MAX_MODEL_NAME], SubscribeRefusal.INVALID))
         elif not principal.may_subscribe(channel):
-            refused.append((name, "forbidden"))
+            refused.append((name, SubscribeRefusal.FORBIDDEN))
         elif name in subscribed:
             accepted.append(channel)
         elif len(subscribed) >= MAX_SUBSCRIPTIONS:
-            refused.append((name, "limit"))
+            refused.append((name, SubscribeRefusal.LIMIT))
         else:
             subscribed.add(name)
             accepted.append(channel)
@@ -256,11 +262,12 @@ def encode_resync(reason: str) -> str:
 
 def encode_hello(principal: Principal) -> str:
     """Sent once authenticated; ``grants`` lets the page know what it may subscribe to."""
-    grants = None if principal.grants is None else sorted(principal.grants)
-    return _dumps({"t": "hello", "uid": principal.uid, "db": principal.db, "auth": principal.method, "grants": grants})
+    return _dumps(
+        {"t": "hello", "uid": principal.uid, "db": principal.db, "auth": principal.method, "grants": sorted(principal.grants)}
+    )
 
 
-def encode_reply(command: Command, channels: Iterable[str], refused: Iterable[tuple[str, str]] = ()) -> str:
+def encode_reply(command: Command, channels: Iterable[str], refused: Iterable[tuple[str, SubscribeRefusal]] = ()) -> str:
     """The answer to ``sub``/``unsub``: ``subscribed``/``unsubscribed`` plus any refusals."""
     body: dict[str, object] = {"t": "subscribed" if command.op is CommandOp.SUB else "unsubscribed", "ch": list(channels)}
     refused = [{"ch": name, "reason": reason} for name, reason in refused]

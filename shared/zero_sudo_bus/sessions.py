@@ -1,6 +1,6 @@
 """Odoo HTTP sessions in Redis: the key layout and the JSON codec, shared by the ``zero_sudo``
 addon (which writes sessions) and the gateway (which reads ``uid``/``db`` to authenticate a
-``session_id`` cookie).
+``session_id`` cookie, and the live-update channels the session grants).
 
 Layout, under a deployment-wide prefix (``zero_sudo:`` by default):
 
@@ -17,10 +17,13 @@ JSON only, never pickle: whoever can write to Redis must not be able to run code
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from .channels import MAX_SUBSCRIPTIONS, parse_channel, user_channel_name
 
 DEFAULT_PREFIX = "zero_sudo:"
 
@@ -89,3 +92,34 @@ def session_uid(data: Mapping[str, Any] | None) -> int | None:
     """The logged-in user of a decoded session (None when anonymous or half-logged-in)."""
     uid = data.get("uid") if data else None
     return uid if type(uid) is int else None
+
+
+# -- live-update grants ------------------------------------------------------------------------
+# Key, inside an Odoo session, of the gateway channels that session may subscribe to when its
+# cookie authenticates a WebSocket: {"channels": [...], "exp": <Unix s>}. The zero_sudo_live
+# addon writes it (the channels a token of the same user would grant), the gateway reads it.
+SESSION_GRANTS_KEY = "zero_sudo_live_grants"
+
+
+def session_grants(channels: Iterable[str], expires_at: int) -> dict[str, Any]:
+    """The value stored under :data:`SESSION_GRANTS_KEY`: ``channels`` until ``expires_at``."""
+    return {"channels": sorted(set(channels)), "exp": int(expires_at)}
+
+
+def granted_channels(data: Mapping[str, Any] | None, uid: int, now: float) -> frozenset[str]:
+    """The channels a session's cookie grants at ``now``.
+
+    The user's own channel always (the session proves who the user is); the stored model
+    channels only while they have not expired and are well-formed, so a stale or tampered
+    entry grants nothing more than the user's own channel. Expiry bounds how long a revoked
+    read right survives in a session nobody reloaded, exactly as for tokens.
+    """
+    own = user_channel_name(uid)
+    grants = data.get(SESSION_GRANTS_KEY) if data else None
+    if type(grants) is not dict:
+        return frozenset({own})
+    channels, expires_at = grants.get("channels"), grants.get("exp")
+    if type(expires_at) is not int or expires_at <= now or type(channels) is not list:
+        return frozenset({own})
+    models = (name for name in channels if (channel := parse_channel(name)) is not None and channel.model)
+    return frozenset((own, *itertools.islice(models, MAX_SUBSCRIPTIONS)))

@@ -3,6 +3,7 @@ import logging
 from odoo import http
 from odoo.http import request
 
+from ..models.zero_sudo_live import GRANTS_ROUTE, TOKEN_ROUTE
 from ..tools.exceptions import TokensDisabled
 from ..tools.grants import parse_requested
 
@@ -10,7 +11,7 @@ _logger = logging.getLogger(__name__)
 
 
 class LiveController(http.Controller):
-    @http.route("/my/gateway/token", type="http", auth="user", methods=["GET"], readonly=True)
+    @http.route(TOKEN_ROUTE, type="http", auth="user", methods=["GET"], readonly=True)
     def gateway_token(self, channels=None, **_kw):
         """A short-lived gateway token of the logged-in user (text/plain), as docs/gateway.md
         tells browsers to fetch it.
@@ -46,3 +47,9 @@ class LiveController(http.Controller):
                 ("X-Gateway-Channels", ",".join(plan.granted)),
             ],
         )
+
+    @http.route(GRANTS_ROUTE, type="json", auth="user")
+    def gateway_grants(self):
+        """Renew the channels the session cookie grants at the gateway (the web client calls
+        it before reconnecting) and return them: ``{"channels": [...], "exp": <Unix s>}``."""
+        return request.env["zero_sudo.live"]._store_session_grants()

@@ -4,6 +4,8 @@ from typing import NamedTuple
 from odoo import _, api, fields, models, tools
 from odoo.exceptions import ValidationError
 
+from ..tools.push import grants_changed
+
 _logger = logging.getLogger(__name__)
 
 MIXIN = "zero_sudo.change.event.mixin"
@@ -58,10 +60,14 @@ class IrModel(models.Model):
         return records
 
     def write(self, vals):
+        if "zero_sudo_live_publish" not in vals:
+            return super().write(vals)
+        publish = bool(vals["zero_sudo_live_publish"])
+        switched = self.filtered(lambda model: model.zero_sudo_live_publish != publish)
         result = super().write(vals)
-        if "zero_sudo_live_publish" in vals:
-            _logger.info("live changes: %s %s", "published" if vals["zero_sudo_live_publish"] else "unpublished", self.mapped("model"))
-            self._zero_sudo_live_changed()
+        if switched:
+            _logger.info("live changes: %s %s", "published" if publish else "unpublished", switched.mapped("model"))
+            switched._zero_sudo_live_changed()
         return result
 
     def unlink(self):
@@ -73,9 +79,12 @@ class IrModel(models.Model):
 
     def _zero_sudo_live_changed(self) -> None:
         """Forget the published set here, and (Odoo's database signaling, at the end of this
-        request) in every other server process before its next request."""
+        request) in every other server process before its next request; once committed, tell
+        every internal user's web client, whose gateway grants are now stale."""
         self.flush_model(["zero_sudo_live_publish"])  # the set is read with SQL
         self.env.registry.clear_cache()
+        internal_users = self.env["res.users"].sudo().search([("share", "=", False)])  # every web client, whoever changed it
+        self.env["zero_sudo.live"]._push(internal_users, grants_changed())
 
     @api.model
     @tools.ormcache()

@@ -6,9 +6,11 @@ from typing import Any
 
 import redis
 from zero_sudo_bus.protocol import user_channel
+from zero_sudo_bus.sessions import SESSION_GRANTS_KEY, session_grants
 from zero_sudo_bus.tokens import sign_token
 
 from odoo import api, models
+from odoo.http import request
 
 from odoo.addons.zero_sudo.tools.pools import redis_client
 
@@ -30,6 +32,7 @@ REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 GATEWAY_URL_PARAM = "zero_sudo_live.gateway_url"
 DEFAULT_GATEWAY_URL = "/ws"
 TOKEN_ROUTE = "/my/gateway/token"
+GRANTS_ROUTE = "/my/gateway/grants"
 # Reloads of one view are at most one per this many milliseconds (bursts are coalesced).
 COALESCE_MS = 500
 
@@ -125,6 +128,21 @@ class Live(models.AbstractModel):
         return sign_token(secret, self.env.uid, self.env.cr.dbname, channels, expires_at), expires_at
 
     @api.model
+    def _store_session_grants(self) -> dict[str, Any] | None:
+        """Write in the current user's Odoo session the channels its cookie grants at the
+        gateway (what a default token would grant, for as long), and return them.
+
+        Called when the web client loads (``session_info``) and before it reconnects
+        (``GRANTS_ROUTE``); the session store saves the session to Redis at the end of the
+        request, where the gateway reads it. None outside a request of this user.
+        """
+        if request is None or request.session.uid != self.env.uid:
+            return None
+        grants = session_grants(self._grant_plan(None).granted, int(time.time()) + TOKEN_TTL_S)
+        request.session[SESSION_GRANTS_KEY] = grants
+        return grants
+
+    @api.model
     def _client_config(self) -> dict[str, Any]:
         """What the web client needs to connect (sent in the session info)."""
         parameters = self.env["ir.config_parameter"].sudo()  # the gateway's address: every browser needs it
@@ -132,6 +150,7 @@ class Live(models.AbstractModel):
         return {
             "gateway_url": (url or "").strip(),
             "token_url": TOKEN_ROUTE,
+            "grants_url": GRANTS_ROUTE,
             "coalesce_ms": COALESCE_MS,
             "uid": self.env.uid,
         }

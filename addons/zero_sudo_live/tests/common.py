@@ -7,28 +7,12 @@ import psycopg2
 import redis
 from zero_sudo_bus.protocol import PG_CHANNEL, ChangeBatch, decode_notify_payload, model_key
 
-from odoo import api
 from odoo.sql_db import db_connect
 
+from odoo.addons.zero_sudo.tests.common import real_env, wait_until
 from odoo.addons.zero_sudo.tools.settings import settings_from_odoo_conf
 
-
-def wait_until(predicate, timeout=30.0, what="condition"):
-    """Poll ``predicate`` until truthy; fail with ``what`` after ``timeout`` (a safety net,
-    never a speed assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
-        time.sleep(0.02)
-
-
-def real_env(registry, uid=api.SUPERUSER_ID):
-    """An environment on a new real cursor (own transaction); close its cr."""
-    return api.Environment(registry.cursor(), uid, {})
+__all__ = ["ChangeListener", "UserChannels", "real_env", "wait_until"]
 
 
 class ChangeListener:

@@ -1,9 +1,9 @@
-from zero_sudo_bus.protocol import Op, model_key
+from zero_sudo_bus.protocol import Op, model_key, user_channel
 
 from odoo.exceptions import ValidationError
 from odoo.tests import TransactionCase, tagged
 
-from .common import ChangeListener, real_env
+from .common import ChangeListener, UserChannels, real_env, wait_until
 
 PARTNER = "res.partner"
 
@@ -83,6 +83,28 @@ class TestPublishLiveChanges(TransactionCase):
         self.env_.cr.commit()
         self.listener.sync()
         self.assertEqual(self.listener.ids(PARTNER, Op.WRITE), partner.ids)
+
+    def test_changing_the_switch_tells_every_internal_users_web_client_to_renew_its_grants(self):
+        admin = self.env.ref("base.user_admin")
+        portal = self.env_["res.users"].create(
+            {"name": "Live portal", "login": "live_portal", "groups_id": [(6, 0, [self.env.ref("base.group_portal").id])]}
+        )
+        self.env_.cr.commit()
+        self.addCleanup(self._drop_user, portal.id)
+        db = self.env.cr.dbname
+        channels = UserChannels([user_channel(db, admin.id), user_channel(db, portal.id)])
+        self.addCleanup(channels.close)
+        self._publish("res.partner.category", True)
+        self._publish("res.partner.category", True)  # no change: no push
+        self._publish("res.partner.category", False)
+        wait_until(lambda: len(channels.drain()) >= 2, what="two grants pushes in Redis")
+        push = (user_channel(db, admin.id), {"type": "zero_sudo_live.grants_changed"})
+        self.assertEqual(channels.drain(), [push, push], "the admin's tabs twice, the portal user's never")
+
+    def _drop_user(self, uid):
+        self.env_.cr.rollback()
+        self.env_["res.users"].browse(uid).unlink()
+        self.env_.cr.commit()
 
     def test_a_rolled_back_transaction_sends_nothing(self):
         partner = self._partners("rolled back")

@@ -1,9 +1,12 @@
 import time
 from unittest.mock import patch
 
+from zero_sudo_bus.sessions import SESSION_GRANTS_KEY, granted_channels
 from zero_sudo_bus.tokens import MAX_TOKEN_TTL_S, TokenError, verify_token
 
+from odoo.http import root
 from odoo.tests import HttpCase, new_test_user, tagged
+from odoo.tests.common import JsonRpcException
 
 from ..tools.grants import TOKEN_TTL_S
 
@@ -11,17 +14,25 @@ SECRET = "live-test-secret"
 SECRET_SOURCE = "odoo.addons.zero_sudo_live.models.zero_sudo_live.gateway_token_secret"
 
 
+class LoggedInUserCase(HttpCase):
+    """An internal user logged in, partners and crons published (crons: no internal user may
+    read them)."""
+
+    def setUp(self):
+        super().setUp()
+        self.user = new_test_user(self.env, "live_user", password="live_user_pw1", groups="base.group_user")
+        models = self.env["ir.model"]
+        models._get("res.partner").zero_sudo_live_publish = True
+        models._get("ir.cron").zero_sudo_live_publish = True
+        self.authenticate("live_user", "live_user_pw1")
+
+
 @tagged("post_install", "-at_install", "zero_sudo")
-class TestGatewayToken(HttpCase):
+class TestGatewayToken(LoggedInUserCase):
     """/my/gateway/token: what a logged-in user's browser gets, and what it is refused."""
 
     def setUp(self):
         super().setUp()
-        self.user = new_test_user(self.env, "live_token_user", password="live_token_pw1", groups="base.group_user")
-        models = self.env["ir.model"]
-        models._get("res.partner").zero_sudo_live_publish = True
-        models._get("ir.cron").zero_sudo_live_publish = True  # published, but internal users cannot read it
-        self.authenticate("live_token_user", "live_token_pw1")
         secret = patch(SECRET_SOURCE, return_value=SECRET)
         secret.start()
         self.addCleanup(secret.stop)
@@ -84,4 +95,46 @@ class TestGatewayToken(HttpCase):
 
     def test_the_web_client_learns_where_the_gateway_is(self):
         info = self.make_jsonrpc_request("/web/session/get_session_info")["zero_sudo_live"]
-        self.assertEqual(info, {"gateway_url": "/ws", "token_url": "/my/gateway/token", "coalesce_ms": 500, "uid": self.user.id})
+        self.assertEqual(
+            info,
+            {
+                "gateway_url": "/ws",
+                "token_url": "/my/gateway/token",
+                "grants_url": "/my/gateway/grants",
+                "coalesce_ms": 500,
+                "uid": self.user.id,
+            },
+        )
+
+
+@tagged("post_install", "-at_install", "zero_sudo")
+class TestSessionGrants(LoggedInUserCase):
+    """What a logged-in user's session cookie grants at the gateway: what a token would."""
+
+    def _stored_grants(self):
+        """The session as the gateway reads it, and the channels it grants now."""
+        session = root.session_store.get(self.session.sid)
+        return session.get(SESSION_GRANTS_KEY), granted_channels(session, self.user.id, time.time())
+
+    def test_loading_the_web_client_stores_the_users_channels_in_its_session(self):
+        self.assertIsNone(self._stored_grants()[0], "nothing before the web client loads")
+        self.make_jsonrpc_request("/web/session/get_session_info")
+        stored, granted = self._stored_grants()
+        self.assertIn("user:%d" % self.user.id, granted)
+        self.assertIn("model:res.partner", granted)
+        self.assertNotIn("model:ir.cron", granted, "the user cannot read it")
+        self.assertNotIn("model:res.partner.category", granted, "not published")
+        self.assertLessEqual(stored["exp"], time.time() + TOKEN_TTL_S + 1)
+
+    def test_renewing_picks_up_a_model_published_since(self):
+        self.make_jsonrpc_request("/web/session/get_session_info")
+        self.assertNotIn("model:res.partner.category", self._stored_grants()[1])
+        self.env["ir.model"]._get("res.partner.category").zero_sudo_live_publish = True
+        renewed = self.make_jsonrpc_request("/my/gateway/grants")
+        self.assertIn("model:res.partner.category", renewed["channels"])
+        self.assertEqual(self._stored_grants()[0], renewed)
+
+    def test_an_anonymous_visitor_renews_nothing(self):
+        self.logout()
+        with self.assertRaisesRegex(JsonRpcException, "SessionExpiredException"):
+            self.make_jsonrpc_request("/my/gateway/grants")

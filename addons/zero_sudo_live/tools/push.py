@@ -21,6 +21,14 @@ from .exceptions import PushRefused
 MAX_PUSH_BYTES = MAX_USER_MESSAGE_BYTES  # the gateway's bound on one user message
 
 
+class PushType(enum.StrEnum):
+    """What a push is for (its ``type``): the web client acts on these and hands every push
+    to the ``user`` listeners of its ``zero_sudo_live`` service."""
+
+    NOTIFICATION = "notification"  # shown through Odoo's notification service
+    GRANTS_CHANGED = "zero_sudo_live.grants_changed"  # the published models changed: reconnect for new grants
+
+
 class Level(enum.StrEnum):
     """How the web client shows a notification (Odoo's notification service types)."""
 
@@ -58,7 +66,12 @@ def notification(
     """
     if not isinstance(message, str) or not message:
         raise PushRefused("a notification needs a message")
-    payload: dict[str, Any] = {"type": "notification", "message": message, "level": Level(level).value, "sticky": bool(sticky)}
+    payload: dict[str, Any] = {
+        "type": PushType.NOTIFICATION.value,
+        "message": message,
+        "level": Level(level).value,
+        "sticky": bool(sticky),
+    }
     if title:
         payload["title"] = title
     if url:
@@ -66,6 +79,12 @@ def notification(
         if url_label:
             payload["url_label"] = url_label
     return payload
+
+
+def grants_changed() -> dict:
+    """The payload telling a web client that the channels it may have changed (an admin
+    published or unpublished a model): it renews its grants and reconnects."""
+    return {"type": PushType.GRANTS_CHANGED.value}
 
 
 def check_user_ids(requested: Iterable[Any], existing: Iterable[int]) -> list[int]:

@@ -2,9 +2,11 @@
  * One WebSocket to the zero_sudo gateway (docs/gateway.md), kept open for the life of the tab.
  *
  * Authentication: when the gateway is on Odoo's own origin the browser sends Odoo's session
- * cookie with the handshake and the gateway greets at once (`hello`); when it does not (another
- * origin, or the cookie is not accepted) a token is fetched from Odoo (`/my/gateway/token`)
- * and sent as the first command. Reconnects after any close with exponential backoff and equal
+ * cookie with the handshake and the gateway greets at once (`hello`), granting the channels
+ * Odoo stored in the session (renewed through `/my/gateway/grants` before every reconnection:
+ * they expire like tokens); when it does not (another origin, or the cookie is not accepted)
+ * a token is fetched from Odoo (`/my/gateway/token`) and sent as the first command.
+ * `renewGrants()` reconnects to pick up new grants (an admin published a model). Reconnects after any close with exponential backoff and equal
  * jitter (0.5 s doubling to 30 s, reset once authenticated), resubscribes its channels, and
  * reports `resync("reconnect")`: whatever happened while it was away was missed.
  *
@@ -35,12 +37,13 @@ export class GatewayConnection {
      * @param {string} options.url ws:// or wss:// URL of the gateway's /ws
      * @param {boolean} options.cookie whether the session cookie may authenticate (same origin)
      * @param {() => Promise<string>} options.fetchToken
+     * @param {() => Promise<void>} options.refreshGrants renews the session's grants (cookie)
      * @param {(message: Object) => void} options.onMessage every `event` message
      * @param {(reason: string) => void} options.onResync
      * @param {(status: string, detail?: any) => void} [options.onStatus]
      */
-    constructor({ url, cookie, fetchToken, onMessage, onResync, onStatus = () => {} }) {
-        Object.assign(this, { url, cookie, fetchToken, onMessage, onResync, onStatus });
+    constructor({ url, cookie, fetchToken, refreshGrants, onMessage, onResync, onStatus = () => {} }) {
+        Object.assign(this, { url, cookie, fetchToken, refreshGrants, onMessage, onResync, onStatus });
         this.refs = new Map(); // channel -> number of subscribers in this tab
         this.sent = new Set(); // channels the gateway has been asked for on this socket
         this.refused = new Map(); // channel -> reason, as the gateway last answered
@@ -85,11 +88,29 @@ export class GatewayConnection {
         this._scheduleSync();
     }
 
+    /** Reconnect, so that the gateway grants what Odoo grants now (a fresh token or session). */
+    renewGrants() {
+        if (this.socket) {
+            this.socket.close(1000, "renewing grants"); // `onclose` reconnects
+        }
+    }
+
     // -- socket -----------------------------------------------------------------------------
 
-    _open() {
+    async _open() {
         if (this.stopped) {
             return;
+        }
+        if (this.cookie && this.everConnected) {
+            try {
+                await this.refreshGrants();
+            } catch (error) {
+                // Expired grants still authenticate the user's own channel; the next try renews.
+                console.warn("zero_sudo_live: grants not renewed", error);
+            }
+            if (this.stopped) {
+                return;
+            }
         }
         this.onStatus("connecting");
         let socket;

@@ -76,3 +76,15 @@ export async function reloadInPlace(model) {
         }
     }
 }
+
+/**
+ * What a list or kanban controller does to follow its model: reload in place on a change, but
+ * not while a row or card is being edited (the reload waits for the edit to end).
+ */
+export function useLiveMultiRecordView(controller) {
+    return useLiveModel({
+        resModel: () => controller.props.resModel,
+        reload: () => reloadInPlace(controller.model),
+        canReload: () => !controller.model.root.editedRecord,
+    });
+}

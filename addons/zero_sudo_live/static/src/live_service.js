@@ -1,5 +1,6 @@
 import { _t } from "@web/core/l10n/translation";
 import { browser } from "@web/core/browser/browser";
+import { rpc } from "@web/core/network/rpc";
 import { registry } from "@web/core/registry";
 import { session } from "@web/session";
 import { GatewayConnection } from "./gateway_connection";
@@ -12,13 +13,19 @@ import { GatewayConnection } from "./gateway_connection";
  *                                               (what Odoo pushed to this user), "resync"
  *                                               (events may have been missed: reload), "status"
  *
- * Pushes of type "notification" are shown with Odoo's notification service. When the server
+ * Pushes of type "notification" are shown with Odoo's notification service; one of type
+ * "zero_sudo_live.grants_changed" (an admin published a model) makes the tab reconnect with
+ * renewed grants, within a few seconds. When the server
  * sends no gateway URL (live updates off) the service is inert: the API works, nothing comes.
  */
 
 export const LIVE_USER_TOPIC = "user";
 export const LIVE_RESYNC_TOPIC = "resync";
 export const LIVE_STATUS_TOPIC = "status";
+// Push type (tools/push.py's PushType): the published models changed, grants must be renewed.
+const GRANTS_CHANGED = "zero_sudo_live.grants_changed";
+// Every internal user's tabs get that push at once: reconnections are spread over this window.
+const GRANTS_RENEW_SPREAD_MS = 5000;
 
 /** The WebSocket URL of `configured` (a path on this origin, or a ws(s):// URL), and whether
  * the session cookie reaches it (same origin). */
@@ -78,9 +85,15 @@ export const liveService = {
                     }
                     return (await response.text()).trim();
                 },
+                refreshGrants: () => rpc(config.grants_url, {}, { silent: true }),
                 onMessage: (message) => {
                     if (message.ch.startsWith("user:")) {
-                        showPush(message.data || {});
+                        const data = message.data || {};
+                        if (data.type === GRANTS_CHANGED) {
+                            // Spread the reconnections of every tab of the database.
+                            browser.setTimeout(() => connection.renewGrants(), Math.random() * GRANTS_RENEW_SPREAD_MS);
+                        }
+                        showPush(data);
                         emit(LIVE_USER_TOPIC, message.data);
                     } else {
                         emit(message.ch, message);
