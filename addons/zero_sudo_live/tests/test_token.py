@@ -1,3 +1,4 @@
+import os
 import time
 from unittest.mock import patch
 
@@ -5,9 +6,11 @@ from zero_sudo_bus.sessions import SESSION_GRANTS_KEY, granted_channels
 from zero_sudo_bus.tokens import MAX_TOKEN_TTL_S, TokenError, verify_token
 
 from odoo.http import root
-from odoo.tests import HttpCase, new_test_user, tagged
+from odoo.tests import HttpCase, TransactionCase, new_test_user, tagged
 from odoo.tests.common import JsonRpcException
+from odoo.tools import config as odoo_config
 
+from ..tools.config import gateway_token_secret
 from ..tools.grants import TOKEN_TTL_S
 
 SECRET = "live-test-secret"
@@ -138,3 +141,25 @@ class TestSessionGrants(LoggedInUserCase):
         self.logout()
         with self.assertRaisesRegex(JsonRpcException, "SessionExpiredException"):
             self.make_jsonrpc_request("/my/gateway/grants")
+
+
+@tagged("post_install", "-at_install", "zero_sudo")
+class TestTokenSecret(TransactionCase):
+    """Where Odoo finds the secret: the gateway's order, environment before odoo.conf."""
+
+    def test_the_environment_comes_before_odoo_conf_and_blank_means_disabled(self):
+        cases = [
+            ({"ZERO_SUDO_GATEWAY_TOKEN_SECRET": "from-env"}, {"gateway_token_secret": "from-conf"}, "from-env"),
+            ({}, {"gateway_token_secret": "from-conf"}, "from-conf"),
+            ({"ZERO_SUDO_GATEWAY_TOKEN_SECRET": "  "}, {"gateway_token_secret": "False"}, ""),
+            ({}, {}, ""),
+        ]
+        for environ, section, expected in cases:
+            with (
+                self.subTest(environ=environ, section=section),
+                patch.dict(os.environ, environ),
+                patch.dict(odoo_config.misc, {"zero_sudo": section}),
+            ):
+                if not environ:
+                    os.environ.pop("ZERO_SUDO_GATEWAY_TOKEN_SECRET", None)
+                self.assertEqual(gateway_token_secret(), expected)

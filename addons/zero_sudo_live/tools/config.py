@@ -1,19 +1,24 @@
-"""What zero_sudo_live reads from odoo.conf's ``[zero_sudo]`` section (shared with the daemons)."""
+"""The gateway token secret as zero_sudo_live reads it: the ``gateway_token_secret`` row of the
+one options table (``zero_sudo_bus.options``), which the gateway reads too."""
 
 import os
 
+from zero_sudo_bus.options import BY_KEY, ODOO_CONF_SECTION, odoo_conf_text
+
 from odoo.tools import config as odoo_config
 
-SECRET_KEY = "gateway_token_secret"
-SECRET_ENV = "ZERO_SUDO_GATEWAY_TOKEN_SECRET"
+SECRET_OPTION = BY_KEY["gateway_token_secret"]
 
 
 def gateway_token_secret() -> str:
     """The HMAC secret gateway tokens are signed with; empty when tokens are disabled.
 
-    The same key the gateway reads (``[zero_sudo] gateway_token_secret``, or the
-    ``ZERO_SUDO_GATEWAY_TOKEN_SECRET`` environment variable), so one odoo.conf serves both.
-    Read on each call: a test or an operator may set it without restarting.
+    From the option's environment variable (``ZERO_SUDO_GATEWAY_TOKEN_SECRET``: a secret stays
+    out of files, as the compose stack passes it to both containers), else odoo.conf's
+    ``[zero_sudo]`` section: the gateway's order of precedence.
     """
-    section = odoo_config.misc.get("zero_sudo", {})
-    return str(section.get(SECRET_KEY) or os.environ.get(SECRET_ENV) or "")
+    from_env = os.environ.get(SECRET_OPTION.env, "").strip()
+    if from_env:
+        return from_env
+    section = odoo_config.misc.get(ODOO_CONF_SECTION, {})
+    return odoo_conf_text(SECRET_OPTION, section.get(SECRET_OPTION.key)) or ""
