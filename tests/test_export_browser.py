@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 
 import pytest
+from browser import chromium, log_in, screenshot
 from live_stack import JsonRpc, OdooServer, find_odoo
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 ODOO = find_odoo()
 pytestmark = [
@@ -26,9 +26,6 @@ pytestmark = [
     ),
 ]
 
-CHROMIUM = os.environ.get("ZERO_SUDO_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-SCREENSHOTS = os.environ.get("ZERO_SUDO_SCREENSHOTS")  # a directory, to look at what users saw
 CONTACTS = 2500  # more than a page of the list (80) and than a chunk of the export (1 000)
 
 
@@ -50,25 +47,8 @@ def odoo():
 
 @pytest.fixture
 def page(odoo):
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail("%s is missing: run scripts/ensure_browser.sh (make test does)" % CHROMIUM)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-        page = context.new_page()
-        page.goto(odoo.url + "/web/login")
-        page.fill("input[name=login]", "admin")
-        page.fill("input[name=password]", "admin")
-        page.click("button[type=submit]")
-        page.wait_for_url("**/odoo**")
-        yield page
-        browser.close()
-
-
-def _shot(page, name: str) -> None:
-    if SCREENSHOTS:
-        os.makedirs(SCREENSHOTS, exist_ok=True)
-        page.screenshot(path=os.path.join(SCREENSHOTS, name + ".png"))
+    with chromium() as browser:
+        yield log_in(browser, odoo.url, "admin", "admin", accept_downloads=True)
 
 
 def test_select_all_export_streamed_csv_downloads_every_contact(odoo, page, tmp_path):
@@ -82,7 +62,7 @@ def test_select_all_export_streamed_csv_downloads_every_contact(odoo, page, tmp_
     expect(dialog).to_be_visible()
     page.locator(".o_zs_export_streamed label", has_text="CSV").click()
     expect(page.locator("#o_radiozs_csv")).to_be_checked()
-    _shot(page, "export_dialog_streamed_csv")
+    screenshot(page, "export_dialog_streamed_csv")
 
     with page.expect_download() as started:
         page.locator(".modal-footer button", has_text="Export").first.click()
@@ -90,7 +70,7 @@ def test_select_all_export_streamed_csv_downloads_every_contact(odoo, page, tmp_
     assert download.failure() is None
     path = tmp_path / download.suggested_filename
     download.save_as(path)
-    _shot(page, "export_dialog_after_download")
+    screenshot(page, "export_dialog_after_download")
 
     rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
     expected = odoo.admin.call_kw("res.partner", "search_read", [[]], {"fields": ["complete_name"]})

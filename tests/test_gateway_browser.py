@@ -2,41 +2,22 @@
 the demo page connects, a NOTIFY committed in PostgreSQL shows up on it, and when the gateway
 is restarted under it the page reconnects, resyncs and keeps receiving."""
 
-import os
-
 import gateway_fixtures
 import pytest
+from browser import chromium
 from gateway_fixtures import token_for
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from conftest import notify
 from zero_sudo_bus.protocol import Op, encode_notify_payloads
-
-CHROMIUM = os.environ.get("ZERO_SUDO_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 start_gateway = gateway_fixtures.start_gateway  # the fixture, for this module's tests
 
 
 @pytest.fixture
 def page():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail("%s is missing: run scripts/ensure_browser.sh (make test does)" % CHROMIUM)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser.new_page()
 
 
 def test_demo_page_shows_notify_events_and_survives_a_gateway_restart(pg_db, start_relay, start_gateway, page):

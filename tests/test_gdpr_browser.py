@@ -11,12 +11,12 @@ is what users meet.
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
+from browser import chromium, log_in, screenshot
 from live_stack import JsonRpc, OdooServer, find_odoo, wait_for
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 ODOO = find_odoo()
 pytestmark = [
@@ -24,9 +24,6 @@ pytestmark = [
     pytest.mark.skipif(ODOO is None, reason="no Odoo 18 found (ODOO_PATH, see README 'Odoo suites'): GDPR browser test not run"),
 ]
 
-CHROMIUM = os.environ.get("ZERO_SUDO_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-SCREENSHOTS = os.environ.get("ZERO_SUDO_SCREENSHOTS")  # a directory, to look at what users saw
 NAME, EMAIL, PHONE = "Zoé Quintana", "zoe.quintana@example.org", "+32 470 55 01 99"
 ADDRESSES = 30
 
@@ -78,25 +75,8 @@ def serve(server: OdooServer) -> OdooServer:
 
 @pytest.fixture
 def page(odoo):
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail("%s is missing: run scripts/ensure_browser.sh (make test does)" % CHROMIUM)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        page = context.new_page()
-        page.goto(odoo.url + "/web/login")
-        page.fill("input[name=login]", "officer")
-        page.fill("input[name=password]", "officer-pass")
-        page.click("button[type=submit]")
-        page.wait_for_url("**/odoo**", timeout=120_000)  # the first page builds the assets
-        yield page
-        browser.close()
-
-
-def _shot(page, name: str) -> None:
-    if SCREENSHOTS:
-        os.makedirs(SCREENSHOTS, exist_ok=True)
-        page.screenshot(path=os.path.join(SCREENSHOTS, name + ".png"))
+    with chromium() as browser:
+        yield log_in(browser, odoo.url, "officer", "officer-pass")
 
 
 def test_an_officer_erases_a_contact_from_its_form_and_sees_the_progress(odoo, page):
@@ -105,7 +85,7 @@ def test_an_officer_erases_a_contact_from_its_form_and_sees_the_progress(odoo, p
     page.locator(".o_list_button_propose, button", has_text="Propose rules").first.click()
     expect(page.locator(".o_data_row", has_text="the contact itself")).to_be_visible()
     expect(page.get_by_role("cell", name="Message: Author", exact=True)).to_be_visible()
-    _shot(page, "gdpr_proposed_rules")
+    screenshot(page, "gdpr_proposed_rules")
     page.locator("thead .o_list_record_selector input").check()
     page.locator(".o_list_buttons button, .o_control_panel button", has_text="Activate").first.click()
     expect(page.locator(".o_data_row")).to_have_count(0)  # the "Proposed, to review" filter: none left
@@ -124,7 +104,7 @@ def test_an_officer_erases_a_contact_from_its_form_and_sees_the_progress(odoo, p
     expect(dialog.locator(".o_data_row", has_text="Document Followers: Related Partner").locator("td[name=what]")).to_have_text(
         "Delete the records"
     )
-    _shot(page, "gdpr_erase_confirmation")
+    screenshot(page, "gdpr_erase_confirmation")
     dialog.locator(".modal-footer button", has_text="Erase").click()
     expect(page.locator(".o_notification", has_text="the contact shows its progress")).to_be_visible()
 
@@ -132,7 +112,7 @@ def test_an_officer_erases_a_contact_from_its_form_and_sees_the_progress(odoo, p
     button = page.locator(".o_zs_gdpr_erasure")
     expect(button).to_be_visible()
     expect(button).to_contain_text(re.compile(r"Erasure (queued|running|done)"))
-    _shot(page, "gdpr_contact_erasure_started")
+    screenshot(page, "gdpr_contact_erasure_started")
 
     def done() -> bool:
         page.reload()
@@ -142,11 +122,11 @@ def test_an_officer_erases_a_contact_from_its_form_and_sees_the_progress(odoo, p
     wait_for(done, 60, "the contact to show the erasure done", lambda: odoo.output.tail())
     expect(button).to_contain_text("100%")
     expect(page.locator(".o_form_view .o_field_widget[name=name] input")).to_have_value("[erased]")
-    _shot(page, "gdpr_contact_erasure_done")
+    screenshot(page, "gdpr_contact_erasure_done")
     button.click()
     expect(page.locator(".o_form_view .o_field_widget[name=state] .o_arrow_button_current")).to_have_text("Done")
     expect(page.locator(".o_form_view .o_field_widget[name=line_ids] .o_data_row").first).to_be_visible()
-    _shot(page, "gdpr_request_done")
+    screenshot(page, "gdpr_request_done")
 
     found = odoo.admin.call_kw("res.partner", "search_count", [[("email", "=", EMAIL)]], {"context": {"active_test": False}})
     assert found == 0, "neither the person nor their addresses keep the email"

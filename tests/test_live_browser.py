@@ -14,12 +14,12 @@ commits, separate server processes and the daemons, which this suite already sta
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pytest
+from browser import chromium, log_in, screenshot
 from live_stack import TOKEN_SECRET, JsonRpc, LiveStack, find_odoo
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 from websockets.sync.client import connect
 
 from conftest import REDIS_URL
@@ -31,11 +31,8 @@ pytestmark = [
     pytest.mark.skipif(ODOO is None, reason="no Odoo 18 found (ODOO_PATH, see README 'Odoo suites'): live browser test not run"),
 ]
 
-CHROMIUM = os.environ.get("ZERO_SUDO_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 # Safety nets for what a user waits to see, never speed assertions (speed: make bench-live).
 SHOWS_UP_MS = 20_000
-SCREENSHOTS = os.environ.get("ZERO_SUDO_SCREENSHOTS")  # a directory, to look at what users saw
 
 USERS = {"alice": "alice-pw-1", "bob": "bob-pw-1"}
 PARTNERS = "/odoo/action-base.action_partner_form"
@@ -72,23 +69,12 @@ def _model_id(rpc: JsonRpc, model: str) -> list[int]:
 
 @pytest.fixture(scope="module")
 def browser():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail("%s is missing: run scripts/ensure_browser.sh (make test does)" % CHROMIUM)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as running:
+        yield running
 
 
 def _log_in(browser, stack, login: str) -> Page:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    page.goto(stack.origin + "/web/login")
-    page.fill("input[name=login]", login)
-    page.fill("input[name=password]", USERS.get(login, "admin"))
-    page.click("button[type=submit]")
-    page.wait_for_url("**/odoo**")
-    return page
+    return log_in(browser, stack.origin, login, USERS.get(login, "admin"))
 
 
 @pytest.fixture
@@ -113,12 +99,6 @@ def _open(page: Page, stack, path: str, selector: str) -> None:
     page.evaluate("() => { window.__not_reloaded = true; }")  # gone if the page reloads
 
 
-def _shot(page: Page, name: str) -> None:
-    if SCREENSHOTS:
-        os.makedirs(SCREENSHOTS, exist_ok=True)
-        page.screenshot(path=os.path.join(SCREENSHOTS, name + ".png"))
-
-
 def _not_reloaded(page: Page) -> bool:
     return page.evaluate("() => window.__not_reloaded === true")
 
@@ -138,7 +118,7 @@ def test_a_rename_in_one_users_form_shows_in_another_users_list_and_never_overwr
     expect(renamed).to_be_visible(timeout=SHOWS_UP_MS)
     expect(renamed.locator(".o_list_record_selector input")).to_be_checked()
     assert _not_reloaded(bob), "Bob's page was reloaded"
-    _shot(bob, "1_bob_list_after_alice_renamed")
+    screenshot(bob, "1_bob_list_after_alice_renamed")
 
     # Bob edits the partner, Alice renames it again before Bob saves.
     _open(bob, stack, "%s/%d" % (PARTNERS, partner_id), ".o_form_view")
@@ -151,7 +131,7 @@ def test_a_rename_in_one_users_form_shows_in_another_users_list_and_never_overwr
     expect(notice.get_by_role("button", name="Reload")).to_be_visible()
     expect(bob.locator(".o_field_widget[name=email] input")).to_have_value("bob@example.com")
     expect(bob.locator(NAME_FIELD)).to_have_value("Live Partner renamed by Alice")
-    _shot(bob, "2_bob_form_with_unsaved_edits_and_the_notice")
+    screenshot(bob, "2_bob_form_with_unsaved_edits_and_the_notice")
 
     # Reload: Bob now sees Alice's name, his unsaved edit is gone (he asked for it).
     notice.get_by_role("button", name="Reload").click()
@@ -263,7 +243,7 @@ def test_a_finished_export_notifies_its_user_only(stack, alice, bob):
     push = alice.locator(".o_notification.o_zero_sudo_live_push", has_text="Export res.partner is done.")
     expect(push).to_be_visible(timeout=SHOWS_UP_MS)
     expect(push.get_by_role("button", name="Download")).to_be_visible()
-    _shot(alice, "3_alice_export_done")
+    screenshot(alice, "3_alice_export_done")
 
     # Bob's own export afterwards: pushes reach a tab in order, so once his arrives, Alice's
     # (published earlier) would have arrived before it had it been sent to him.
@@ -287,7 +267,7 @@ def test_a_model_published_in_the_ui_goes_live_without_a_restart(stack, browser,
         admin.goto("%s/odoo/action-base.action_model_model/%d?debug=1" % (stack.origin, model_id))
         switch = admin.locator(".o_field_widget[name=zero_sudo_live_publish] input")
         switch.check()
-        _shot(admin, "4_admin_publishes_contact_tags")
+        screenshot(admin, "4_admin_publishes_contact_tags")
         admin.locator(".o_form_button_save").click()
         expect(admin.locator(".o_form_button_save")).to_be_hidden()
 
@@ -298,7 +278,7 @@ def test_a_model_published_in_the_ui_goes_live_without_a_restart(stack, browser,
             expect(bob.locator(".o_data_row", has_text="Live tag %d" % number)).to_be_visible(timeout=SHOWS_UP_MS)
         expect(bob.locator(".o_data_row", has_text="Tag while unpublished")).to_be_visible()
         assert _not_reloaded(bob)
-        _shot(bob, "5_bob_tags_list_live")
+        screenshot(bob, "5_bob_tags_list_live")
     finally:
         admin.context.close()
 
