@@ -262,3 +262,16 @@ def private_redis():
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def pgbouncer():
+    """Debian's pgbouncer running the operators' docker/pgbouncer.ini before the shared PostgreSQL."""
+    from private_servers import PGBOUNCER, PrivatePgBouncer
+
+    if not os.path.exists(PGBOUNCER):
+        pytest.skip("Debian's pgbouncer is not installed (scripts/ensure_services.sh installs it)")
+    server = PrivatePgBouncer(PG_HOST, PG_PORT)
+    server.start()
+    yield server
+    server.stop()

@@ -108,12 +108,25 @@ class OutputCollector:
 
 
 class OdooServer:
-    """A real Odoo server on a fresh database of its own, in prefork mode."""
+    """A real Odoo server on a fresh database of its own, in prefork mode.
 
-    def __init__(self, odoo: OdooInstall, modules: list[str], workers: int = 2, db: str | None = None) -> None:
+    ``pooler``: the host and port of a connection pooler that Odoo reaches PostgreSQL through,
+    to install its modules and to serve, as its ``db_host``/``db_port``; the database itself is
+    created and dropped on PostgreSQL, as an operator does with psql.
+    """
+
+    def __init__(
+        self,
+        odoo: OdooInstall,
+        modules: list[str],
+        workers: int = 2,
+        db: str | None = None,
+        pooler: tuple[str, int] | None = None,
+    ) -> None:
         self.odoo = odoo
         self.modules = modules
         self.workers = workers
+        self.pooler = pooler
         self.db = db or "zs_live_" + secrets.token_hex(4)
         self.http_port = free_port()
         self.gevent_port = free_port()
@@ -138,6 +151,8 @@ class OdooServer:
                 check=True,
             )
         env = {"ZERO_SUDO_TEST_HTTP_PORT": str(self.http_port), "ZERO_SUDO_TEST_GEVENT_PORT": str(self.gevent_port)}
+        if self.pooler is not None:
+            env.update(ZERO_SUDO_DB_HOST=self.pooler[0], ZERO_SUDO_DB_PORT=str(self.pooler[1]))  # its db_host, db_port
         _bash('write_odoo_conf "%s" "%s" "%s"' % (self.conf, self.db, self.dir), env)
         with open(self.conf, "a") as conf:
             conf.write("gateway_token_secret = %s\n" % TOKEN_SECRET)

@@ -8,11 +8,15 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from pathlib import Path
 
+import psycopg
 import redis
+from psycopg.rows import dict_row
 
 from conftest import free_port, wait_until
 
+ROOT = Path(__file__).resolve().parent.parent
 PG_BIN = "/usr/lib/postgresql/%s/bin" % (
     sorted(os.listdir("/usr/lib/postgresql"))[-1] if os.path.isdir("/usr/lib/postgresql") else ""
 )
@@ -125,26 +129,36 @@ class PrivateRabbit:
 
 
 PGBOUNCER = "/usr/sbin/pgbouncer"
+OPERATORS_PGBOUNCER_INI = ROOT / "docker" / "pgbouncer.ini"
+OPERATORS_POSTGRES = "host=db port=5432"  # the compose service docker/pgbouncer.ini forwards to
 
 
 class PrivatePgBouncer:
-    """Debian's PgBouncer in front of the shared PostgreSQL, in transaction pooling mode (the
-    common setting at scale), on a port of its own; trust auth like the server behind it."""
+    """Debian's PgBouncer running the operators' docker/pgbouncer.ini (Odoo's databases pooled
+    per transaction, the common setting at scale; the "postgres" database per session) in
+    front of the shared PostgreSQL, on a port of its own; trust auth like the server behind it.
 
-    def __init__(self, pg_host: str, pg_port: int, pool_mode: str = "transaction") -> None:
+    The file is the operators' own, its server address aside; the lines appended here win (a
+    repeated key takes its last value, and [pgbouncer] is the file's last section).
+    """
+
+    def __init__(self, pg_host: str, pg_port: int) -> None:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="zs_pgbouncer_")
         shutil.chown(self.dir, "postgres")
-        user = os.environ.get("USER") or "root"
+        self.user = os.environ.get("USER") or "root"
         with open(os.path.join(self.dir, "userlist.txt"), "w") as handle:
-            handle.write('"%s" ""\n"postgres" ""\n' % user)
+            handle.write('"%s" ""\n"postgres" ""\n' % self.user)
+        ini = OPERATORS_PGBOUNCER_INI.read_text()
+        if OPERATORS_POSTGRES not in ini:
+            raise AssertionError("docker/pgbouncer.ini no longer has %r" % OPERATORS_POSTGRES)
+        ini = ini.replace(OPERATORS_POSTGRES, "host=%s port=%d" % (pg_host, pg_port))
+        ini += (
+            "listen_addr = 127.0.0.1\nlisten_port = %d\nunix_socket_dir =\nauth_type = trust\nauth_file = %s/userlist.txt\n"
+            "logfile = %s/pgbouncer.log\nstats_users = %s\n" % (self.port, self.dir, self.dir, self.user)
+        )
         with open(os.path.join(self.dir, "pgbouncer.ini"), "w") as handle:
-            handle.write(
-                "[databases]\n* = host=%s port=%d\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = %d\n"
-                "unix_socket_dir =\nauth_type = trust\nauth_file = %s/userlist.txt\npool_mode = %s\n"
-                "max_client_conn = 200\ndefault_pool_size = 10\nlogfile = %s/pgbouncer.log\n"
-                % (pg_host, pg_port, self.port, self.dir, pool_mode, self.dir)
-            )
+            handle.write(ini)
         for name in os.listdir(self.dir):
             shutil.chown(os.path.join(self.dir, name), "postgres")
         self.proc: subprocess.Popen | None = None
@@ -156,6 +170,17 @@ class PrivatePgBouncer:
             stderr=subprocess.DEVNULL,
         )
         wait_until(lambda: _port_open(self.port), what="private pgbouncer up")
+
+    def clients(self, db: str) -> int:
+        """How many client connections the pooler holds on ``db`` (its admin console's SHOW CLIENTS)."""
+        console = "host=127.0.0.1 port=%d dbname=pgbouncer user=%s" % (self.port, self.user)
+        with psycopg.connect(console, autocommit=True, row_factory=dict_row) as conn:  # the console has no transactions
+            clients = conn.execute("SHOW CLIENTS").fetchall()
+        return sum(1 for client in clients if client["database"] == db)
+
+    def log(self) -> str:
+        path = Path(self.dir, "pgbouncer.log")
+        return path.read_text()[-3000:] if path.exists() else ""
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import redis.asyncio
 
-from conftest import PG_HOST, PG_PORT, REDIS_URL, free_port, ids_for_payload_of, notify, pg_conninfo, wait_until
+from conftest import PG_HOST, REDIS_URL, free_port, ids_for_payload_of, notify, pg_conninfo, wait_until
 from zero_sudo_bus.protocol import (
     MAX_PAYLOAD_BYTES,
     PG_CHANNEL,
@@ -293,18 +293,6 @@ def test_a_missing_database_is_reported_once_with_the_fix_then_picked_up(start_r
         relay.proc.wait()
         with psycopg.connect(pg_conninfo("postgres"), autocommit=True) as conn:
             conn.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % db)
-
-
-@pytest.fixture
-def pgbouncer():
-    from private_servers import PGBOUNCER, PrivatePgBouncer
-
-    if not os.path.exists(PGBOUNCER):
-        pytest.skip("Debian's pgbouncer is not installed (scripts/ensure_services.sh installs it)")
-    server = PrivatePgBouncer(PG_HOST, PG_PORT)
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_a_relay_pointed_at_a_pooler_is_refused_with_one_line(pg_db, pgbouncer):
