@@ -32,3 +32,17 @@ def test_an_unused_reservation_gives_its_slot_back():
     slot.release()
     executor.reserve().release()
     executor.shutdown()
+
+
+def test_checking_for_room_takes_no_slot():
+    executor = BoundedExecutor(max_workers=1, max_queued=1, retry_after=4)
+    executor.check_room()
+    assert executor.counts() == (0, 0)
+    slots = [executor.reserve(), executor.reserve()]
+    with pytest.raises(ExecutorFull) as caught:
+        executor.check_room()
+    assert caught.value.retry_after == 4
+    slots[0].release()
+    executor.check_room()
+    slots[1].release()
+    executor.shutdown()

@@ -1,12 +1,13 @@
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
 from odoo import api, fields, models
 from odoo.modules.registry import Registry
 
-from ..tools.exceptions import TaskTargetError
+from ..tools.exceptions import ExecutorFull, TaskTargetError
 from ..tools.offload import executor
 
 _logger = logging.getLogger(__name__)
@@ -15,6 +16,10 @@ STATES = [("queued", "Queued"), ("running", "Running"), ("done", "Done"), ("fail
 # Lock namespace of a running task's lease: deterministic_hash(LEASE_NAMESPACE, task_id).
 LEASE_NAMESPACE = "zero_sudo.task.lease"
 PROCESS_DIED = "the process running this task ended (killed or restarted) before it finished"
+# A task still queued after this long was queued in a process that died (its queue died with
+# it), or waits behind a long queue: the reaper (every 5 minutes) hands it to its own
+# process's executor too, and whichever executor claims it first runs it, once.
+ADOPT_QUEUED_AFTER = timedelta(minutes=5)
 
 
 def _run_task(db_name: str, task_id: int) -> None:
@@ -26,13 +31,20 @@ def _run_task(db_name: str, task_id: int) -> None:
     Throughout, a connection of its own holds the task's lease (a session advisory lock, see
     ``Task._cron_reap``): if this process dies, PostgreSQL frees the lease and the task is
     marked failed instead of staying ``running`` for ever.
+
+    A task may be handed to more than one executor (the reaper adopts tasks queued too long):
+    the one that takes the lease of a task still ``queued`` claims it; any other finds the
+    lease taken or the task claimed, and leaves it. A task runs once.
     """
     registry = Registry(db_name)
     with registry.cursor() as lease:
         lease_key = api.Environment(lease, api.SUPERUSER_ID, {})["zero_sudo.security.utils"]._get_deterministic_hash(
             LEASE_NAMESPACE, task_id
         )
-        lease.execute("SELECT pg_advisory_lock(%s)", [lease_key])
+        lease.execute("SELECT pg_try_advisory_lock(%s)", [lease_key])
+        if not lease.fetchone()[0]:
+            _logger.info("task %d is being run by another executor: left to it", task_id)
+            return
         lease.commit()  # the lease outlives transactions; the connection must not sit in one
         try:
             _run_leased_task(registry, task_id)
@@ -45,7 +57,10 @@ def _run_leased_task(registry: Registry, task_id: int) -> None:
     # The bookkeeping runs as the superuser (the system's records); the work itself runs as
     # the task's user, through Task._target().
     with registry.cursor() as cr:
-        task = api.Environment(cr, api.SUPERUSER_ID, {})["zero_sudo.task"].browse(task_id)
+        task = api.Environment(cr, api.SUPERUSER_ID, {})["zero_sudo.task"].browse(task_id).exists()
+        if task.state != "queued":
+            _logger.info("task %d was already run by another executor (or deleted): skipped", task_id)
+            return
         task.write({"state": "running", "started_at": fields.Datetime.now()})
     try:
         with registry.cursor() as cr:
@@ -57,6 +72,22 @@ def _run_leased_task(registry: Registry, task_id: int) -> None:
         with registry.cursor() as cr:
             task = api.Environment(cr, api.SUPERUSER_ID, {})["zero_sudo.task"].browse(task_id)
             task.write({"state": "failed", "finished_at": fields.Datetime.now(), "error": "%s: %s" % (type(exc).__name__, exc)})
+
+
+def _start_queued(db_name: str, task_ids: list[int]) -> None:
+    """Postcommit: hand committed queued tasks to this process's executor while it has room.
+
+    The rest stay queued and the reaper adopts them later (``ADOPT_QUEUED_AFTER``): a task
+    that found no room is delayed, never lost.
+    """
+    pool = executor.get()
+    for index, task_id in enumerate(task_ids):
+        try:
+            slot = pool.reserve()
+        except ExecutorFull:
+            _logger.warning("executor full at commit: tasks %s stay queued until the reaper adopts them", task_ids[index:])
+            return
+        slot.submit(_run_task, db_name, task_id)
 
 
 class Task(models.Model):
@@ -77,7 +108,9 @@ class Task(models.Model):
     Death of a process: while a task runs, its executor holds the task's lease (see
     ``_cron_reap``); when the process dies, the reaper marks the task failed and calls
     ``_zero_sudo_task_died(task)`` on the task's records if their model defines it (to resume,
-    say). That is the one way a dead worker is detected: no model times its own work.
+    say). That is the one way a dead worker is detected: no model times its own work. A task
+    still queued after ``ADOPT_QUEUED_AFTER`` (its process may have died with its queue) is
+    handed by the reaper to another executor; the first to claim it runs it (``_run_task``).
     """
 
     _name = "zero_sudo.task"
@@ -132,8 +165,12 @@ class Task(models.Model):
         caller's transaction ends: it must need nothing the caller has not committed. With
         ``at_commit=True`` it is recorded in the caller's transaction and starts once that
         commits (never, if it rolls back): the way to run work on what the caller just wrote,
-        without committing a cursor the caller did not open. Either way the executor's slot is
-        taken now: ``ExecutorFull`` reaches the caller, not the background.
+        without committing a cursor the caller did not open. Either way the executor's room is
+        checked now: ``ExecutorFull`` reaches the caller, not the background. A task submitted
+        at commit takes its slot when the commit happens: the caller's transaction, however
+        long, holds none, and a commit that runs no hooks (Odoo's test cursor) leaks none.
+        Should the executor have filled up meanwhile, the task stays queued until the reaper
+        adopts it: delayed, never lost.
 
         Private (server-side API) on purpose: an RPC-reachable submit would run arbitrary methods.
         """
@@ -151,23 +188,26 @@ class Task(models.Model):
 
     @api.model
     def _enqueue(self, values: dict, at_commit: bool = False) -> "Task":
+        if at_commit:
+            executor.get().check_room()
+            task_id = self._create_checked(self.env, values)
+            self._start_at_commit([task_id])
+            return self.browse(task_id)
         dbname = self.env.cr.dbname
         slot = executor.get().reserve()
         try:
-            if at_commit:
-                task_id = self._create_checked(self.env, values)
-            else:
-                with Registry(dbname).cursor() as cr:
-                    task_id = self._create_checked(api.Environment(cr, self.env.uid, {}), values)
+            with Registry(dbname).cursor() as cr:
+                task_id = self._create_checked(api.Environment(cr, self.env.uid, {}), values)
         except BaseException:
             slot.release()
             raise
-        if at_commit:
-            self.env.cr.postcommit.add(partial(slot.submit, _run_task, dbname, task_id))
-            self.env.cr.postrollback.add(slot.release)  # a no-op once submitted
-        else:
-            slot.submit(_run_task, dbname, task_id)
+        slot.submit(_run_task, dbname, task_id)
         return self.browse(task_id)
+
+    @api.model
+    def _start_at_commit(self, task_ids: list[int]) -> None:
+        """Start ``task_ids`` once this transaction commits (see :func:`_start_queued`)."""
+        self.env.cr.postcommit.add(partial(_start_queued, self.env.cr.dbname, task_ids))
 
     @api.model
     def _create_checked(self, env: api.Environment, values: dict) -> int:
@@ -196,7 +236,25 @@ class Task(models.Model):
         dead.write({"state": "failed", "finished_at": fields.Datetime.now(), "error": PROCESS_DIED})
         for task in dead:
             task._died()
+        self._adopt_queued()
         return dead
+
+    @api.model
+    def _adopt_queued(self) -> "Task":
+        """Hand the tasks queued longer than ``ADOPT_QUEUED_AFTER`` to this process's executor,
+        once this transaction commits, as far as it has room (:func:`_start_queued`); returns them.
+
+        A process that dies loses its executor's queue: without this, what it had queued would
+        stay ``queued`` for ever. A task whose own process is alive but busy may be adopted
+        too: harmless, since only one executor claims it (``_run_task``).
+        """
+        stale = self.search(
+            [("state", "=", "queued"), ("create_date", "<", fields.Datetime.now() - ADOPT_QUEUED_AFTER)], order="id"
+        )
+        if stale:
+            _logger.warning("%d tasks queued for over %s adopted by this process: %s", len(stale), ADOPT_QUEUED_AFTER, stale.ids)
+            self._start_at_commit(stale.ids)
+        return stale
 
     def _died(self) -> None:
         """Call ``_zero_sudo_task_died(task)`` on the dead task's records, if their model has it.

@@ -1,3 +1,4 @@
+from datetime import timedelta
 from threading import Event
 from unittest.mock import patch
 
@@ -9,7 +10,7 @@ from odoo.sql_db import db_connect
 from odoo.tests import HttpCase, TransactionCase, new_test_user, tagged
 from odoo.tools import mute_logger
 
-from ..models.task import LEASE_NAMESPACE, PROCESS_DIED
+from ..models.task import ADOPT_QUEUED_AFTER, LEASE_NAMESPACE, PROCESS_DIED, _run_task
 from ..tools.exceptions import ExecutorFull, TaskTargetError
 from ..tools.executor import BoundedExecutor
 from ..tools.offload import executor
@@ -90,6 +91,22 @@ class TestTasks(TransactionCase):
         self.env_.cr.rollback()
         self.assertEqual(self.partner.comment, "<p>committed</p>")
 
+    def test_a_task_submitted_at_commit_takes_no_slot_before_and_waits_for_the_reaper_if_none_is_left(self):
+        small = BoundedExecutor(max_workers=1, max_queued=0, retry_after=1)
+        self.addCleanup(small.shutdown)
+        with patch.object(executor, "get", return_value=small):
+            task = self.env_["zero_sudo.task"]._submit(self.partner, "write", [{"comment": "late"}], at_commit=True)
+            self.assertEqual(small.counts(), (0, 0), "the caller's transaction holds no slot")
+            taken = small.reserve()  # meanwhile, another request fills the executor
+            with self.assertLogs("odoo.addons.zero_sudo.models.task", "WARNING") as logged:
+                self.env_.cr.commit()
+            self.assertIn("stay queued until the reaper adopts them", logged.output[0])
+            taken.release()
+        self.assertEqual(_state(self.registry, task.id)[0], "queued", "delayed, not lost")
+        self._age(task, ADOPT_QUEUED_AFTER + timedelta(seconds=1))
+        self._reap()
+        wait_until(lambda: _state(self.registry, task.id)[0] == "done", what="the adopted task to finish")
+
     def test_the_reaper_tells_a_dead_tasks_records_as_its_user_and_survives_a_failing_hook(self):
         values = {
             "name": "zs died",
@@ -148,10 +165,53 @@ class TestTasks(TransactionCase):
         reaped = self._reap()
         self.assertIn(dead.id, reaped)
         self.assertNotIn(alive.id, reaped)
-        other_server.close()  # that server is killed: PostgreSQL frees its locks
-        self.assertIn(alive.id, self._reap())
+        other_server.close()  # that server is killed: PostgreSQL frees its locks, once its backend has exited
+        wait_until(lambda: alive.id in self._reap(), what="the reaper to find the lease free")
         self.assertEqual(_state(self.registry, alive.id), ("failed", PROCESS_DIED))
         self.assertNotIn(alive.id, self._reap(), "a failed task stays as it is")
+
+    def _queued(self, method, age):
+        """A task as a process queued it ``age`` ago (and, say, died before running it)."""
+        task = self.env_["zero_sudo.task"].create(
+            {
+                "name": "zs queued",
+                "user_id": self.env_.uid,
+                "res_model": "res.partner",
+                "res_ids": self.partner.ids,
+                "method": method,
+            }
+        )
+        self._age(task, age)
+        return task
+
+    def _age(self, task, age):
+        self.env_.cr.execute("UPDATE zero_sudo_task SET create_date = create_date - %s WHERE id = %s", [age, task.id])
+        self.env_.cr.commit()
+
+    def test_a_task_queued_by_a_process_that_died_is_run_by_the_reaper_and_a_recent_one_is_left(self):
+        runs = []
+        with patch.object(type(self.partner), "_zs_count", lambda records: runs.append(records.ids), create=True):
+            orphan = self._queued("_zs_count", ADOPT_QUEUED_AFTER + timedelta(seconds=1))
+            recent = self._queued("_zs_count", timedelta(0))
+            self._reap()
+            wait_until(lambda: _state(self.registry, orphan.id)[0] == "done", what="the adopted task to finish")
+            self.assertEqual(runs, [self.partner.ids])
+            self.assertEqual(_state(self.registry, recent.id)[0], "queued", "its process may well be about to run it")
+
+    def test_a_task_handed_to_several_executors_runs_once(self):
+        runs = []
+        with patch.object(type(self.partner), "_zs_count", lambda records: runs.append(records.ids), create=True):
+            task = self._queued("_zs_count", timedelta(0))
+            # Another executor is running it: it holds the lease, this one leaves the task.
+            other_executor = psycopg2.connect(**db_connect(self.env_.cr.dbname).dsn)
+            other_executor.autocommit = True
+            other_executor.cursor().execute("SELECT pg_advisory_lock(%s)", [deterministic_hash(LEASE_NAMESPACE, task.id)])
+            _run_task(self.env_.cr.dbname, task.id)
+            self.assertEqual((runs, _state(self.registry, task.id)[0]), ([], "queued"))
+            other_executor.close()
+            _run_task(self.env_.cr.dbname, task.id)
+            _run_task(self.env_.cr.dbname, task.id)  # claimed and done already: skipped
+        self.assertEqual((runs, _state(self.registry, task.id)[0]), ([self.partner.ids], "done"))
 
     def test_a_task_holds_its_lease_while_it_runs(self):
         started, release = Event(), Event()

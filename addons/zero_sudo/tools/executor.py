@@ -62,13 +62,25 @@ class BoundedExecutor:
     def reserve(self) -> Slot:
         """A slot for one task, or :class:`ExecutorFull` at once (never blocks)."""
         if not self._slots.acquire(blocking=False):
-            raise ExecutorFull(
-                "%d tasks running and %d queued: the bound is reached" % (self.max_workers, self.max_queued),
-                self.retry_after,
-            )
+            raise self._full()
         with self._counts_lock:
             self._taken += 1
         return Slot(self)
+
+    def check_room(self) -> None:
+        """:class:`ExecutorFull` unless a slot is free now; takes none.
+
+        For work that asks for its slot later, at a commit: the caller hears now that the
+        executor is full, and holds no slot while its transaction runs.
+        """
+        with self._counts_lock:
+            if self._taken >= self.max_workers + self.max_queued:
+                raise self._full()
+
+    def _full(self) -> ExecutorFull:
+        return ExecutorFull(
+            "%d tasks running and %d queued: the bound is reached" % (self.max_workers, self.max_queued), self.retry_after
+        )
 
     def counts(self) -> tuple[int, int]:
         """(running, queued): tasks running now, and slots taken by tasks not running yet
