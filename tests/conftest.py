@@ -67,16 +67,25 @@ def pg_conninfo(db: str) -> str:
     return "host=%s port=%d dbname=%s" % (PG_HOST, PG_PORT, db)
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
-    """Poll ``predicate`` until it is truthy; fail the test with ``what`` otherwise."""
+def wait_for(
+    predicate: Callable[[], object], timeout: float, what: str, log: Callable[[], str] = lambda: "", interval: float = 0.05
+) -> object:
+    """Poll ``predicate`` until it is truthy and return its value; after ``timeout`` seconds,
+    ``TimeoutError`` naming ``what`` (and what ``log()`` says). A safety net for tests, servers
+    and benchmarks alike, never a speed assertion."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail("timed out after %.1fs waiting for %s" % (timeout, what))
+            raise TimeoutError(("timed out after %.1fs waiting for %s\n%s" % (timeout, what, log())).rstrip())
         time.sleep(interval)
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
+    """:func:`wait_for` with the defaults of the daemons' tests (events arrive in milliseconds)."""
+    return wait_for(predicate, timeout, what, interval=interval)
 
 
 def ids_for_payload_of(total_bytes: int, model: str = "res.partner") -> list[int]:

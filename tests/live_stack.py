@@ -17,12 +17,14 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from http.cookiejar import CookieJar
 from pathlib import Path
+
+from conftest import free_port, wait_for
+from zero_sudo_daemons.stack import OdooInstall
+from zero_sudo_daemons.stack import find_odoo as find_odoo_in
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "scripts"
@@ -31,45 +33,14 @@ REDIS_URL_DEFAULT = "redis://127.0.0.1:6379/0"
 TOKEN_SECRET = "live-stack-secret-" + secrets.token_hex(8)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def wait_for(predicate, timeout: float, what: str, log=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError("timed out after %.0fs waiting for %s\n%s" % (timeout, what, log()))
-        time.sleep(0.1)
-
-
-@dataclass(frozen=True)
-class OdooInstall:
-    """Where scripts/find_odoo.sh found Odoo 18."""
-
-    src: str
-    python: str
-    bin: str
-
-
 def find_odoo() -> OdooInstall | None:
-    """Odoo 18 as scripts/find_odoo.sh finds it, or None."""
-    script = '. "%s/find_odoo.sh"; find_odoo && printf "%%s\\n%%s\\n%%s\\n" "$ODOO_SRC" "$ODOO_PY" "$ODOO_BIN"' % SCRIPTS
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
-    lines = result.stdout.split("\n")
-    if result.returncode != 0 or len(lines) < 3:
-        return None
-    return OdooInstall(*lines[:3])
+    """Odoo 18 as every script of the repository finds it (scripts/find_odoo.sh), or None."""
+    return find_odoo_in(os.environ)
 
 
 def gevent_problem(odoo: OdooInstall) -> str | None:

@@ -12,12 +12,10 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable
 
 import redis
 
-from conftest import free_port
+from conftest import free_port, wait_for
 
 SERVICE = "zs_test"
 SENTINELS = 3
@@ -27,17 +25,6 @@ QUORUM = 2  # a majority of the three: one Sentinel alone never fails the master
 DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 10_000
 START_TIMEOUT_S = 30.0
-
-
-def _wait(predicate: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError("timed out after %.0fs waiting for %s" % (timeout, what))
-        time.sleep(0.05)
 
 
 def _answers(port: int, *command: str) -> object:
@@ -79,9 +66,9 @@ class RedisHA:
     def start(self) -> RedisHA:
         # Diskless sync without delay: the replica has the master's data in milliseconds.
         self._server(self.master_port, "--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0")
-        _wait(lambda: _answers(self.master_port, "PING"), START_TIMEOUT_S, "redis master up")
+        wait_for(lambda: _answers(self.master_port, "PING"), START_TIMEOUT_S, "redis master up")
         self._server(self.replica_port, "--replicaof", "127.0.0.1", str(self.master_port))
-        _wait(self._replica_in_sync, START_TIMEOUT_S, "redis replica in sync")
+        wait_for(self._replica_in_sync, START_TIMEOUT_S, "redis replica in sync")
         for port in self.sentinel_ports:
             conf = os.path.join(self.dir, "sentinel_%d.conf" % port)
             with open(conf, "w") as handle:  # a Sentinel rewrites its file: one each, writable
@@ -91,7 +78,7 @@ class RedisHA:
                     % (port, self.dir, SERVICE, self.master_port, QUORUM, SERVICE, DOWN_AFTER_MS, SERVICE, FAILOVER_TIMEOUT_MS)
                 )
             self.procs[port] = subprocess.Popen(["redis-server", conf, "--sentinel"], stdout=subprocess.DEVNULL, cwd=self.dir)
-        _wait(self._sentinels_ready, START_TIMEOUT_S, "Sentinels knowing each other and the replica")
+        wait_for(self._sentinels_ready, START_TIMEOUT_S, "Sentinels knowing each other and the replica")
         return self
 
     def _replica_in_sync(self) -> bool:
