@@ -1,5 +1,4 @@
 import logging
-import tempfile
 import uuid
 from dataclasses import dataclass
 
@@ -8,8 +7,8 @@ from odoo.exceptions import UserError
 from odoo.modules.registry import Registry
 from odoo.tools import SQL, osutil
 
-from ..tools.dialog import STREAM_FORMATS, csv_pieces, file_pieces, json_pieces
-from ..tools.xlsx import ConstantMemoryXlsxWriter
+from ..tools.dialog import STREAM_FORMATS, csv_pieces, json_pieces
+from ..tools.xlsx import CELL_CHARS, SHEET_ROWS, SheetFormat, TooManyRows, UndecodableBinary, xlsx_pieces
 from .exporter import CHUNK_SIZE
 
 _logger = logging.getLogger(__name__)
@@ -158,15 +157,36 @@ class Exporter(models.AbstractModel):
         raise ValueError("no export format %r" % tag)
 
     def _dialog_xlsx(self, export, rows):
-        # A zip cannot be sent before its sheet is complete: the rows go to xlsxwriter's
-        # temporary file as they come, then the finished workbook leaves in 64 KiB pieces.
-        # The empty first piece makes the server send the response's headers at once.
-        yield b""
-        with tempfile.TemporaryFile(prefix="zs_export_") as output:
-            with ConstantMemoryXlsxWriter(self.env, output, export.fields, export.headers) as writer:
-                writer.write_rows(rows)
-            output.seek(0)
-            yield from file_pieces(output)
+        """Odoo's XLSX (its ExportXlsxWriter's cells), written while it is sent (tools/xlsx.py):
+        what the writer needs of Odoo is given here, its two refusals become Odoo's messages."""
+        sheet_format = SheetFormat(
+            monetary_columns=frozenset(n for n, field in enumerate(export.fields) if field.get("type") == "monetary"),
+            monetary_decimals=self.env["res.currency"]._read_group([], aggregates=["decimal_places:max"])[0][0],
+            too_long_text=self.env._(
+                "The content of this cell is too long for an XLSX file (more than %s characters). Please use the CSV format for this export.",
+                CELL_CHARS,
+            ),
+        )
+        try:
+            yield from xlsx_pieces(export.headers, rows, sheet_format)
+        except TooManyRows as exc:
+            raise self._xlsx_too_many_rows(exc.count, exc.limit) from None
+        except UndecodableBinary as exc:
+            raise UserError(
+                self.env._(
+                    "Binary fields can not be exported to Excel unless their content is base64-encoded. That does not seem to be the case for %s.",
+                    export.headers[exc.column],
+                )
+            ) from None
+
+    def _xlsx_too_many_rows(self, count: int, limit: int) -> UserError:
+        return UserError(
+            self.env._(
+                "There are too many rows (%(count)s rows, limit: %(limit)s) to export as Excel 2007-2013 (.xlsx) format. Consider splitting the export.",
+                count=count,
+                limit=limit,
+            )
+        )
 
     @api.model
     def _dialog_count(self, export: DialogExport, limit=None) -> int:
@@ -190,16 +210,10 @@ class Exporter(models.AbstractModel):
             raise UserError(self.env._("There is no export format %s.", tag))
         export = self._dialog_parse(params)
         threshold = self._dialog_background_threshold()
-        rowmax = 1_048_576 - 1  # an XLSX sheet's rows, the header's included
+        rowmax = SHEET_ROWS - 1  # the header takes a row
         count = self._dialog_count(export, limit=max(threshold, rowmax) + 1)
         if tag == "zs_xlsx" and count > rowmax:
-            raise UserError(
-                self.env._(
-                    "There are too many rows (%(count)s rows, limit: %(limit)s) to export as Excel 2007-2013 (.xlsx) format. Consider splitting the export.",
-                    count=count,
-                    limit=rowmax,
-                )
-            )
+            raise self._xlsx_too_many_rows(count, rowmax)
         if count <= threshold:
             return {"mode": "stream", "records": count}
         task = self.env["zero_sudo.task"]._submit(

@@ -1,18 +1,24 @@
 import csv
+import datetime
 import html
 import io
 import json
+from types import SimpleNamespace
 from unittest.mock import patch
 
 import openpyxl
 
 from odoo import http
+from odoo.exceptions import UserError
+from odoo.http import _request_stack
 from odoo.tests import BaseCase, HttpCase, TransactionCase, new_test_user, tagged
 from odoo.tools import mute_logger
 
+from odoo.addons.web.controllers.export import ExcelExport
 from odoo.addons.zero_sudo.tests.common import wait_until
 
-from ..models.dialog_export import BACKGROUND_THRESHOLD_PARAM, READY, Exporter
+from ..models.dialog_export import BACKGROUND_THRESHOLD_PARAM, READY, DialogExport, Exporter
+from ..tools import xlsx
 from ..tools.dialog import csv_cell, csv_pieces, json_keys, json_pieces
 
 PARTNER_FIELDS = [
@@ -246,13 +252,60 @@ class TestBackgroundNotification(TransactionCase):
         self.assertEqual(ready[-1]["url"], "/web/content/%d?download=true" % attachment.id)
 
 
+# One of each kind of cell export_data gives, and of the text xlsxwriter reads as more than text.
+EVERY_KIND_OF_CELL = [
+    "plain", "", None, False, True, 0, 7, 2**40, 1.5, 0.1, 12345.678, -1e-7,
+    datetime.date(2026, 11, 29), datetime.datetime(2026, 11, 29, 8, 0, 1), datetime.date(1900, 3, 1),
+    "=1+1", "{=SUM(A1:A2)}", "=UNIQUE(A1:A3)", "=SORT(A1:A3)", '=A1&"<x>"', "{not a formula}", "time 12:30",
+    "https://zs.example.com/a b#part 2", "mailto:zs@example.com", "internal:Sheet1!A1",
+    "external:c:/temp/book.xlsx#Sheet1!A1", "external:./book.xlsx", "https://zs.example.com/" + "a" * 300,
+    " leading", "trailing ", "line\r\nbreak", "bell\x07", "a & b <c>", "é 漢字 😀", "x" * 40_000, b"Ynl0ZXM=", ["a", 1],
+]  # fmt: skip
+
+
+@tagged("post_install", "-at_install", "zero_sudo")
+class TestStreamedXlsxCells(TransactionCase):
+    fields = [
+        {"name": "name", "label": "Name", "type": "char"},
+        {"name": "amount", "label": "Amount", "type": "monetary"},
+        {"name": "rate", "label": "Rate", "type": "float"},
+    ]
+
+    headers = ["Name", "=Header", "https://zs.example.com/header"]  # headers are written as cells are
+
+    def streamed(self, rows, headers=None):
+        headers = headers or self.headers
+        export = DialogExport(self.env["res.partner"], [f["name"] for f in self.fields], headers, self.fields, [], [])
+        return b"".join(self.env["zero_sudo.export"]._dialog_xlsx(export, iter(rows)))
+
+    def test_every_kind_of_cell_is_written_as_odoos_writer_writes_it(self):
+        rows = [[value] * 3 for value in EVERY_KIND_OF_CELL]
+        # Odoo's writer reads request.env (the currencies' decimals, its message for a long cell).
+        _request_stack.push(SimpleNamespace(env=self.env))
+        self.addCleanup(_request_stack.pop)
+        self.assertEqual(sheet(self.streamed(rows)), sheet(ExcelExport().from_data(self.fields, self.headers, rows)))
+
+    def test_what_a_sheet_cannot_hold_is_refused_with_odoos_messages(self):
+        with patch.object(xlsx, "SHEET_ROWS", 3), self.assertRaises(UserError) as refused:
+            self.streamed([["a", 1.0, 1.0]] * 3)
+        self.assertIn("too many rows (3 rows, limit: 3)", str(refused.exception))
+        with self.assertRaises(UserError) as refused:
+            self.streamed([["a", b"\xff\xfe", 1.0]], headers=["Name", "Attachment", "Rate"])
+        self.assertIn("case for Attachment", str(refused.exception))
+
+
 def csv_rows(content):
     return list(csv.reader(io.StringIO(content.decode())))
 
 
 def sheet(content):
-    """Every cell's value and number format, row by row, of the workbook's first sheet."""
+    """Every cell's value, then its number format, boldness and link, row by row, of the
+    workbook's first sheet."""
     rows = list(openpyxl.load_workbook(io.BytesIO(content)).worksheets[0].iter_rows())
     return [[cell.value for cell in row] for row in rows], [
-        [(cell.number_format, bool(cell.font.bold)) for cell in row] for row in rows
+        [(cell.number_format, bool(cell.font.bold), link(cell)) for cell in row] for row in rows
     ]
+
+
+def link(cell):
+    return cell.hyperlink and (cell.hyperlink.target, cell.hyperlink.location)

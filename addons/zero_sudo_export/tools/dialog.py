@@ -98,9 +98,3 @@ def json_pieces(headers: list[str], rows: Iterable[list]) -> Iterator[bytes]:
         yield (separator + _ENCODER.encode(dict(zip(keys, row, strict=True)))).encode()
         separator = ","
     yield b"]"
-
-
-def file_pieces(handle, size: int = 1 << 16) -> Iterator[bytes]:
-    """A file from where it stands, ``size`` bytes at a time."""
-    while piece := handle.read(size):
-        yield piece
