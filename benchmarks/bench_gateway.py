@@ -7,7 +7,8 @@ One run, two servers, the same load:
 * the baseline: the simplest correct gateway (``--baseline-server`` below: same client
   protocol, plain asyncio, one ``await ws.send`` per client in a loop).
 
-The load generator runs in ``--clients`` processes apart from the server. Each client is a
+The load generator runs in ``--clients`` processes apart from the server, one per CPU the
+server does not have (see :data:`SERVER_CPUS`): more would only add the scheduler's noise. Each client is a
 bare asyncio protocol that speaks just enough WebSocket (handshake, masked commands, pongs,
 frame boundaries) and finds an event's ``seq`` with one ``bytes.find``: no JSON decoding
 per client message, or the generator would measure itself. Events are published straight
@@ -60,6 +61,14 @@ SECRET = "bench-secret"
 # Handshakes in flight per load process: enough to open 10 000 connections in seconds
 # without overflowing the server's accept backlog.
 CONCURRENT_HANDSHAKES = 64
+
+# The server under test gets a CPU of its own, the load processes and this coordinator the
+# others, as when the load comes from other machines: on a machine of few cores the load
+# processes would otherwise preempt the server in the middle of a fan-out, and the figures
+# would measure the scheduler. With a single CPU, both share it.
+_CPUS = sorted(os.sched_getaffinity(0))
+SERVER_CPUS = {_CPUS[0]}
+LOAD_CPUS = set(_CPUS[1:]) or SERVER_CPUS
 
 # A single event that has not reached every client after this long is counted as lost.
 EVENT_TIMEOUT_S = 30.0
@@ -212,6 +221,7 @@ def load_main(port: int, count: int, token: str, report: Connection) -> None:
     import uvloop
 
     raise_open_files_limit()
+    os.sched_setaffinity(0, LOAD_CPUS)
     uvloop.run(_run_load(port, count, token, report))
 
 
@@ -307,6 +317,7 @@ def run_scenario(
     """Start the server, then ``rounds`` times: connect N clients, measure, disconnect them."""
     server = subprocess.Popen(server_argv, stdout=subprocess.DEVNULL)
     try:
+        os.sched_setaffinity(server.pid, SERVER_CPUS)
         _wait_port(port, server)
         time.sleep(0.5)
         idle_kib = rss_kib(server.pid)
@@ -416,7 +427,9 @@ def run_round(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=10_000)
-    parser.add_argument("--clients", type=int, default=4, help="load generator processes")
+    parser.add_argument(
+        "--clients", type=int, default=len(LOAD_CPUS), help="load generator processes (default: one per CPU left to the load)"
+    )
     parser.add_argument("--events", type=int, default=100, help="single events for the latency figures")
     parser.add_argument("--burst", type=int, default=100, help="events published back to back for events_per_s")
     parser.add_argument("--rounds", type=int, default=5, help="rounds on the gateway (fresh clients each)")
@@ -427,6 +440,7 @@ def main() -> None:
     if args.baseline_server:
         asyncio.run(_baseline(int(args.baseline_server[0]), args.baseline_server[1]))
         return
+    os.sched_setaffinity(0, LOAD_CPUS)  # the coordinator too: the server's CPU is its own
     db = "zs_gw_bench_" + secrets.token_hex(4)
     port = free_port()
     gateway_argv = [
