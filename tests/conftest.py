@@ -8,11 +8,9 @@ import os
 import pathlib
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import types
 import urllib.error
 import urllib.request
@@ -21,6 +19,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 import redis
+from live_stack import free_port, wait_for
 
 from zero_sudo_bus.protocol import PG_CHANNEL, BusMessage, model_key
 from zero_sudo_bus.subscriber import ThreadedBusSubscriber
@@ -67,22 +66,6 @@ def pg_conninfo(db: str) -> str:
     return "host=%s port=%d dbname=%s" % (PG_HOST, PG_PORT, db)
 
 
-def wait_for(
-    predicate: Callable[[], object], timeout: float, what: str, log: Callable[[], str] = lambda: "", interval: float = 0.05
-) -> object:
-    """Poll ``predicate`` until it is truthy and return its value; after ``timeout`` seconds,
-    ``TimeoutError`` naming ``what`` (and what ``log()`` says). A safety net for tests, servers
-    and benchmarks alike, never a speed assertion."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(("timed out after %.1fs waiting for %s\n%s" % (timeout, what, log())).rstrip())
-        time.sleep(interval)
-
-
 def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
     """:func:`wait_for` with the defaults of the daemons' tests (events arrive in milliseconds)."""
     return wait_for(predicate, timeout, what, interval=interval)
@@ -96,12 +79,6 @@ def ids_for_payload_of(total_bytes: int, model: str = "res.partner") -> list[int
     if rest:  # widen the last ID by ``rest`` digits
         ids[-1] = int("9" * (5 + rest))
     return ids
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

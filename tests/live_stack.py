@@ -4,6 +4,10 @@ front with the operators' own ``docker/nginx.conf``.
 
 Odoo is found as every script of the repository finds it (``scripts/find_odoo.sh``: ``ODOO_PATH``,
 ``ODOO_PYTHON``), never downloaded; :func:`find_odoo` returns None when there is none.
+
+Standard library only (and ``make run``'s own ``zero_sudo_daemons.stack``): ``bench-live``
+imports it in Odoo's Python too, which has none of the test suite's packages. The suite's
+``conftest`` takes :func:`wait_for` and :func:`free_port` from here.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from http.cookiejar import CookieJar
 from pathlib import Path
 
-from conftest import free_port, wait_for
 from zero_sudo_daemons.stack import OdooInstall
 from zero_sudo_daemons.stack import find_odoo as find_odoo_in
 
@@ -31,6 +36,28 @@ SCRIPTS = ROOT / "scripts"
 NGINX = os.environ.get("ZERO_SUDO_NGINX", "/usr/sbin/nginx")
 REDIS_URL_DEFAULT = "redis://127.0.0.1:6379/0"
 TOKEN_SECRET = "live-stack-secret-" + secrets.token_hex(8)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(
+    predicate: Callable[[], object], timeout: float, what: str, log: Callable[[], str] = lambda: "", interval: float = 0.05
+) -> object:
+    """Poll ``predicate`` until it is truthy and return its value; after ``timeout`` seconds,
+    ``TimeoutError`` naming ``what`` (and what ``log()`` says). A safety net for tests, servers
+    and benchmarks alike, never a speed assertion."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(("timed out after %.1fs waiting for %s\n%s" % (timeout, what, log())).rstrip())
+        time.sleep(interval)
 
 
 def port_open(port: int) -> bool:
