@@ -75,7 +75,11 @@ _DYNAMIC_FUNCTION = re.compile(r"\b(SORT|LET|LAMBDA|SINGLE|SORTBY|UNIQUE|XMATCH|
 _WORKSHEET_PREFIXED = ("SORT", "FILTER")  # _xlfn._xlws.SORT(, _xlfn._xlws.FILTER(
 
 
-class TooManyRows(Exception):
+class SheetRefused(Exception):
+    """Rows a sheet cannot hold as asked: the Odoo side turns each case into Odoo's own message."""
+
+
+class TooManyRows(SheetRefused):
     """The rows do not fit in a sheet: ``count`` rows under the header, ``limit`` in all."""
 
     def __init__(self, count: int, limit: int):
@@ -83,7 +87,7 @@ class TooManyRows(Exception):
         self.count, self.limit = count, limit
 
 
-class UndecodableBinary(Exception):
+class UndecodableBinary(SheetRefused):
     """Column ``column`` holds bytes that are not text (base64), which a cell cannot show."""
 
     def __init__(self, column: int):
