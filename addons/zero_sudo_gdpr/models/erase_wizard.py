@@ -37,9 +37,8 @@ class GdprEraseWizard(models.TransientModel):
             if allowed and partner_ids:
                 count = model.search_count(rule._domain_for(partner_ids))
             elif partner_ids:
-                count = model.sudo().search_count(
-                    rule._domain_for(partner_ids)
-                )  # a count only: what the officer may not do, they see the size of
+                unrestricted = model.sudo()  # a count only: what the officer may not do, they see the size of
+                count = unrestricted.search_count(rule._domain_for(partner_ids))
             else:
                 count = 0
             lines.append({"rule_id": rule.id, "what": rule._describe(), "count": count, "allowed": allowed})
