@@ -113,6 +113,36 @@ def test_session_cookie_authenticates_its_user_for_its_granted_channels_only(bus
         redis_client.delete(key)
 
 
+@pytest.mark.parametrize(
+    "grants",
+    [
+        {"channels": ["model:res.partner"] * 200_000 + ["model:*"], "exp": 2**62},
+        {"channels": [{"nested": [[[["model:res.partner"]]]]}, 7, None, "\udcff", "model:" + "a" * 10_000], "exp": 2**62},
+        {"channels": ["model:res.partner"], "exp": 1e400},
+        "model:res.partner",
+    ],
+    ids=["huge-list-and-star", "garbage-items", "float-expiry", "not-an-object"],
+)
+def test_tampered_session_grants_give_nothing_beyond_whats_well_formed(bus_db, start_gateway, redis_client, grants):
+    """Whoever writes a session in Redis cannot make the gateway grant a star, another user's
+    channel or a malformed one, nor grow it past a connection's bound, nor stop it."""
+    gateway = start_gateway(bus_db)
+    sid = secrets.token_urlsafe(16)
+    key = session_key("zero_sudo:", sid)
+    redis_client.set(key, json.dumps({"uid": 7, "db": bus_db, SESSION_GRANTS_KEY: grants}), ex=60)  # 1e400: Infinity
+    try:
+        client = open_client(gateway, cookie="session_id=%s" % sid)
+        hello = receive(client)
+        assert hello["auth"] == "session"
+        assert "model:*" not in hello["grants"] and "user:7" in hello["grants"]
+        assert set(hello["grants"]) <= {"user:7", "model:res.partner"}
+        client.send(json.dumps({"op": "sub", "ch": ["model:sale.order"], "id": "s"}))
+        assert receive(client)["refused"] == [{"ch": "model:sale.order", "reason": "forbidden"}]
+        assert gateway.healthy()
+    finally:
+        redis_client.delete(key)
+
+
 def test_expired_session_grants_leave_the_users_own_channel_only(bus_db, start_gateway, redis_client):
     gateway = start_gateway(bus_db)
     sid = secrets.token_urlsafe(16)

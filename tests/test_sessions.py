@@ -14,6 +14,7 @@ from zero_sudo_bus.sessions import (
     decode_session,
     encode_session,
     granted_channels,
+    grants_are_stale,
     session_grants,
     session_key,
     session_uid,
@@ -61,6 +62,13 @@ def test_a_session_grants_its_stored_model_channels_until_they_expire():
 def test_a_missing_or_malformed_grant_gives_the_users_own_channel_only(grants):
     session = {"uid": 7, "db": "prod"} if grants is None else {"uid": 7, "db": "prod", SESSION_GRANTS_KEY: grants}
     assert granted_channels(session, 7, NOW) == {"user:7"}
+
+
+def test_stale_means_an_entry_that_grants_nothing_not_a_user_who_reads_no_model():
+    assert not grants_are_stale({"uid": 7}, NOW), "no entry: a session older than the addon"
+    assert not grants_are_stale({SESSION_GRANTS_KEY: session_grants([], NOW + 300)}, NOW)
+    assert grants_are_stale({SESSION_GRANTS_KEY: session_grants([], NOW)}, NOW)
+    assert grants_are_stale({SESSION_GRANTS_KEY: "garbage"}, NOW)
 
 
 def test_a_session_grants_no_more_model_channels_than_a_connection_holds():

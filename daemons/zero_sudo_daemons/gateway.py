@@ -52,7 +52,7 @@ from websockets.protocol import Event, State
 from zero_sudo_bus.channels import MAX_USER_MESSAGE_BYTES, MODEL_PREFIX, USER_PREFIX
 from zero_sudo_bus.protocol import BusMessage, model_key, user_channel_prefix
 from zero_sudo_bus.redis_clients import RedisTarget, async_blocking_pool
-from zero_sudo_bus.sessions import SESSION_GRANTS_KEY, decode_session, granted_channels, session_key, session_uid
+from zero_sudo_bus.sessions import decode_session, granted_channels, grants_are_stale, session_key, session_uid
 from zero_sudo_bus.subscriber import TRANSIENT_REDIS_ERRORS, AsyncBusSubscriber, Subscription, follow_async
 from zero_sudo_bus.tokens import TokenError, verify_token
 
@@ -172,7 +172,7 @@ class GatewayMetrics:
         self.auth_failures = Counter("zero_sudo_gateway_auth_failures", "refused credentials", ["reason"], registry=r)
         self.stale_session_grants = Counter(
             "zero_sudo_gateway_stale_session_grants",
-            "cookie sessions whose stored channel grants had expired: only the user's own channel was granted",
+            "cookie sessions whose stored channel grants had expired or were malformed: only the user's own channel was granted",
             registry=r,
         )
         self.handshakes_refused = Counter(
@@ -534,9 +534,10 @@ class Gateway:
             # a token: count it and leave the connection waiting for one.
             self.metrics.auth_failures.labels("session_unknown" if session is None else "session_not_logged_in").inc()
             return
-        grants = granted_channels(session, uid, time.time())
-        if len(grants) == 1 and session.get(SESSION_GRANTS_KEY) is not None:
+        now = time.time()
+        if grants_are_stale(session, now):
             self.metrics.stale_session_grants.inc()
+        grants = granted_channels(session, uid, now)
         self._authenticated_as(connection, Principal(uid, self.settings.db_name, AuthMethod.SESSION, grants))
 
     def _authenticated_as(self, connection: GatewayConnection, principal: Principal) -> None:

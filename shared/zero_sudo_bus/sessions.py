@@ -106,6 +106,23 @@ def session_grants(channels: Iterable[str], expires_at: int) -> dict[str, Any]:
     return {"channels": sorted(set(channels)), "exp": int(expires_at)}
 
 
+def _valid_grants(data: Mapping[str, Any] | None, now: float) -> list[Any] | None:
+    """The stored channel list while its entry is well-formed and unexpired, else None."""
+    grants = data.get(SESSION_GRANTS_KEY) if data else None
+    if type(grants) is not dict:
+        return None
+    channels, expires_at = grants.get("channels"), grants.get("exp")
+    if type(expires_at) is not int or expires_at <= now or type(channels) is not list:
+        return None
+    return channels
+
+
+def grants_are_stale(data: Mapping[str, Any] | None, now: float) -> bool:
+    """Whether the session holds a grants entry that no longer grants anything (expired, or
+    malformed): the web client should have renewed it before connecting."""
+    return bool(data) and SESSION_GRANTS_KEY in data and _valid_grants(data, now) is None
+
+
 def granted_channels(data: Mapping[str, Any] | None, uid: int, now: float) -> frozenset[str]:
     """The channels a session's cookie grants at ``now``.
 
@@ -114,12 +131,6 @@ def granted_channels(data: Mapping[str, Any] | None, uid: int, now: float) -> fr
     entry grants nothing more than the user's own channel. Expiry bounds how long a revoked
     read right survives in a session nobody reloaded, exactly as for tokens.
     """
-    own = user_channel_name(uid)
-    grants = data.get(SESSION_GRANTS_KEY) if data else None
-    if type(grants) is not dict:
-        return frozenset({own})
-    channels, expires_at = grants.get("channels"), grants.get("exp")
-    if type(expires_at) is not int or expires_at <= now or type(channels) is not list:
-        return frozenset({own})
+    channels = _valid_grants(data, now) or []
     models = (name for name in channels if (channel := parse_channel(name)) is not None and channel.model)
-    return frozenset((own, *itertools.islice(models, MAX_SUBSCRIPTIONS)))
+    return frozenset((user_channel_name(uid), *itertools.islice(models, MAX_SUBSCRIPTIONS)))

@@ -6,7 +6,8 @@
  * Odoo stored in the session (renewed through `/my/gateway/grants` before every reconnection:
  * they expire like tokens); when it does not (another origin, or the cookie is not accepted)
  * a token is fetched from Odoo (`/my/gateway/token`) and sent as the first command.
- * `renewGrants()` reconnects to pick up new grants (an admin published a model). Reconnects after any close with exponential backoff and equal
+ * `renewGrants()` reconnects to pick up new grants (an admin published a model).
+ * Reconnects after any close with exponential backoff and equal
  * jitter (0.5 s doubling to 30 s, reset once authenticated), resubscribes its channels, and
  * reports `resync("reconnect")`: whatever happened while it was away was missed.
  *
