@@ -91,7 +91,7 @@ class TestCoherentCache(TransactionCase):
         in_thread(fill)
 
     def _cached_models(self):
-        return {key[0] for key in self.registry._Registry__caches["default"].d}
+        return {key[0] for key in self.registry._Registry__caches["default"]}  # what lookups see
 
     def test_a_change_drops_only_that_models_entries_without_database_signaling(self):
         self._fill()
