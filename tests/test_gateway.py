@@ -1,5 +1,6 @@
 """The gateway against real PostgreSQL, Redis and relay: fan-out, every defence, failures."""
 
+import asyncio
 import json
 import secrets
 import signal
@@ -8,6 +9,7 @@ import time
 
 import gateway_fixtures
 import pytest
+import websockets.asyncio.client
 from gateway_fixtures import (
     SECRET,
     RawClient,
@@ -303,6 +305,48 @@ def test_a_reader_that_never_reads_is_dropped_while_others_get_everything(bus_db
     stalled.close()
 
 
+# Enough clients and bytes that fan-outs span many 5 ms slices and overlap (each burst of
+# events is queued while the previous one is still being written): 100 events of 1000 IDs.
+ORDERED_CLIENTS = 500
+ORDERED_EVENTS = 100
+IDS_PER_EVENT = 1000
+
+
+def test_every_client_gets_every_event_in_order_while_fan_outs_are_sliced(bus_db, start_gateway, redis_client):
+    gateway = start_gateway(bus_db)
+    channel, model = bus_channel(bus_db), model_key("res.partner")
+    token = token_for(bus_db, ["model:res.partner"])
+
+    async def client(subscribed: asyncio.Event, ready: list[int]) -> list[int]:
+        async with websockets.asyncio.client.connect(gateway.url, origin="http://allowed.example", compression=None) as ws:
+            await ws.send(json.dumps({"op": "auth", "token": token}))
+            await ws.send(json.dumps({"op": "sub", "ch": ["model:res.partner"]}))
+            seqs: list[int] = []
+            while len(seqs) < ORDERED_EVENTS:
+                message = json.loads(await ws.recv())
+                if message["t"] == "subscribed":
+                    ready.append(1)
+                    if len(ready) == ORDERED_CLIENTS:
+                        subscribed.set()
+                elif message["t"] == "event":
+                    seqs.append(message["seq"])
+            return seqs
+
+    async def scenario() -> list[list[int]]:
+        subscribed, ready = asyncio.Event(), []
+        clients = [asyncio.create_task(client(subscribed, ready)) for _ in range(ORDERED_CLIENTS)]
+        async with asyncio.timeout(60):
+            await subscribed.wait()
+            for seq in range(1, ORDERED_EVENTS + 1):  # a new epoch's sequence starts at 1
+                ids = range(seq * IDS_PER_EVENT, (seq + 1) * IDS_PER_EVENT)
+                redis_client.publish(channel, encode_change_message("e1", seq, model, Op.WRITE, ids))
+            return await asyncio.gather(*clients)
+
+    received = asyncio.run(scenario())
+    assert all(seqs == list(range(1, ORDERED_EVENTS + 1)) for seqs in received), [s[:10] for s in received if s != sorted(s)][:3]
+    assert gateway.metric("zero_sudo_gateway_slow_clients_dropped_total") == 0
+
+
 # What a flood may cost the gateway: its frames are refused past the burst (20 frames, within
 # one 4 KiB parse slice), so the pongs it queued stay under gateway_max_buffer_bytes (docs/
 # gateway.md, "Bounded memory"); it grew by 338 MB in 10 s before. 8 MiB is allocator noise.
@@ -343,13 +387,17 @@ def test_a_ping_flood_from_a_reading_client_is_closed_with_policy_violation(bus_
     assert closed_with(client) == (CloseCode.POLICY_VIOLATION, "rate limit exceeded")
 
 
-# 2000 stalled clients are dropped while /healthz is probed, among 10 000 connections: full
-# garbage collections walking all of them stalled the gateway 0.45-0.55 s here (3.7 s in
-# issue 11 on a bigger heap), against ~0.1 s now (printed; the target is 0.1 s). 0.4 s
-# catches the former with room for a busy 2-core machine (0.38 s seen under a load of 9).
+# 2000 stalled clients are written 12 KB events until they are dropped, among 10 000
+# connections, while /healthz is probed. Before: full garbage collections walking every
+# connection, each /metrics scrape counting the frozen objects (0.12 s) and fan-outs holding
+# the loop for 0.2-0.4 s made the 95th percentile 150-220 ms and the worst 0.3-0.4 s here
+# (3.7 s in issue 11). Now (fan-out in 5 ms slices): p95 ~35 ms, worst 40-150 ms. The
+# target (docs/gateway.md) is 100 ms, asserted for 95 % of the probes; the worst gets a
+# ceiling with room for a busy 2-core machine.
 DROPPED_CLIENTS = 2000
 IDLE_CLIENTS = 8000
-HEALTHZ_BOUND_S = 0.4
+HEALTHZ_TARGET_S = 0.1
+HEALTHZ_CEILING_S = 0.4
 
 
 def test_healthz_answers_while_thousands_of_slow_clients_are_dropped(bus_db, start_gateway, redis_client):
@@ -396,9 +444,14 @@ def test_healthz_answers_while_thousands_of_slow_clients_are_dropped(bus_db, sta
         for sock in sockets:
             sock.close()
     assert gateway.metric("zero_sudo_gateway_slow_clients_dropped_total") == DROPPED_CLIENTS
-    worst = max(latencies)
-    print("healthz while %d clients were dropped: %d probes, worst %.0f ms" % (DROPPED_CLIENTS, len(latencies), worst * 1000))
-    assert worst < HEALTHZ_BOUND_S, "/healthz took %.2fs while slow clients were dropped" % worst
+    latencies.sort()
+    p95, worst = latencies[int(len(latencies) * 0.95)], latencies[-1]
+    print(
+        "healthz while %d clients were dropped: %d probes, p95 %.0f ms, worst %.0f ms"
+        % (DROPPED_CLIENTS, len(latencies), p95 * 1000, worst * 1000)
+    )
+    assert p95 < HEALTHZ_TARGET_S, "/healthz took %.2fs (95th percentile) while slow clients were dropped" % p95
+    assert worst < HEALTHZ_CEILING_S, "/healthz took %.2fs while slow clients were dropped" % worst
 
 
 def test_redis_restart_sends_every_client_a_resync(bus_db, start_gateway, private_redis):
