@@ -152,8 +152,7 @@ class OdooServer:
         if self.pooler is not None:
             env.update(ZERO_SUDO_DB_HOST=self.pooler[0], ZERO_SUDO_DB_PORT=str(self.pooler[1]))  # its db_host, db_port
         _bash('write_odoo_conf "%s" "%s" "%s"' % (self.conf, self.db, self.dir), env)
-        with open(self.conf, "a") as conf:
-            conf.write("gateway_token_secret = %s\n" % TOKEN_SECRET)
+        self.add_settings(gateway_token_secret=TOKEN_SECRET)
         _bash('fresh_database "%s"' % self.db)
         log = os.path.join(self.dir, "install.log")
         with open(log, "w") as out:
@@ -220,6 +219,26 @@ class OdooServer:
                 return response.status == 200
         except OSError:
             return False
+
+    def shell(self, script: str, timeout: float = 300) -> str:
+        """Run ``script`` in ``odoo shell`` on this server's configuration and database (as an
+        operator would, through the same ``db_host``); its standard output."""
+        done = subprocess.run(
+            [self.odoo.python, self.odoo.bin, "shell", "-c", self.conf, "-d", self.db, "--no-http", "--log-level", "warn"],
+            input=script,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.dir,
+        )
+        if done.returncode != 0:
+            raise RuntimeError("odoo shell failed (%d):\n%s" % (done.returncode, done.stderr[-3000:]))
+        return done.stdout
+
+    def add_settings(self, **values: object) -> None:
+        """Append keys to the ``[zero_sudo]`` section (the last of the file) of odoo.conf."""
+        with open(self.conf, "a") as conf:
+            conf.writelines("%s = %s\n" % item for item in values.items())
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -569,6 +569,26 @@ OPTIONS: tuple[Option, ...] = (
     ),
     # About one long job's duration.
     Option("executor_retry_after", int, 30, Side.ODOO, "the Retry-After seconds of that 503", minimum=1),
+    # A task's lease is a session advisory lock, which a transaction-mode pooler would leave
+    # on a server connection that other clients then get: behind one, the lease must reach
+    # PostgreSQL itself. Same database, user and password as Odoo's own connections.
+    Option(
+        "task_lease_db_host",
+        str,
+        "",
+        Side.ODOO,
+        "PostgreSQL itself, for background tasks' leases when Odoo's db_host is a transaction-mode pooler "
+        "(empty: Odoo's db_host)",
+    ),
+    Option(
+        "task_lease_db_port",
+        int,
+        0,
+        Side.ODOO,
+        "port of task_lease_db_host (0: Odoo's db_port)",
+        minimum=0,
+        maximum=MAX_PORT,
+    ),
     Option("cache_coherence", bool, True, Side.ODOO, "follow the relay's Redis channel and drop cache entries of changed models"),
     # Where Odoo reaches the relays' ops endpoints (their relay_http_host/port as seen from
     # Odoo: in docker-compose each replica is its own host); only the health page reads it.

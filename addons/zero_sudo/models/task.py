@@ -1,14 +1,21 @@
 import logging
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from datetime import timedelta
 from functools import partial
 from typing import Any
 
+import psycopg2
+import psycopg2.extensions
+from zero_sudo_bus.lockhash import deterministic_hash
+
 from odoo import api, fields, models
 from odoo.modules.registry import Registry
+from odoo.sql_db import connection_info_for
 
-from ..tools.exceptions import ExecutorFull, TaskTargetError
+from ..tools.exceptions import ExecutorFull, TaskLeaseError, TaskTargetError
 from ..tools.offload import executor
+from ..tools.settings import settings_from_odoo_conf
 
 _logger = logging.getLogger(__name__)
 
@@ -29,28 +36,60 @@ def _run_task(db_name: str, task_id: int) -> None:
     the work rolls back and the error is recorded in a fresh transaction, so a task never stays
     ``running`` because of it. See ``Task`` for what a method that commits as it goes may do.
     Throughout, a connection of its own holds the task's lease (a session advisory lock, see
-    ``Task._cron_reap``): if this process dies, PostgreSQL frees the lease and the task is
-    marked failed instead of staying ``running`` for ever.
+    ``Task._cron_reap`` and :func:`_lease_connection`): if this process dies, PostgreSQL
+    frees the lease and the task is marked failed instead of staying ``running`` for ever.
 
     A task may be handed to more than one executor (the reaper adopts tasks queued too long):
     the one that takes the lease of a task still ``queued`` claims it; any other finds the
     lease taken or the task claimed, and leaves it. A task runs once.
     """
     registry = Registry(db_name)
-    with registry.cursor() as lease:
-        lease_key = api.Environment(lease, api.SUPERUSER_ID, {})["zero_sudo.security.utils"]._get_deterministic_hash(
-            LEASE_NAMESPACE, task_id
+    lease_key = deterministic_hash(LEASE_NAMESPACE, task_id)
+    try:
+        lease = _lease_connection(db_name)
+    except TaskLeaseError as exc:
+        _logger.error("task %d not run: %s", task_id, exc)
+        _record_failure(registry, task_id, exc, only_if_queued=True)
+        return
+    with closing(lease):
+        with lease.cursor() as cr:
+            cr.execute("SELECT pg_try_advisory_lock(%s)", [lease_key])
+            if not cr.fetchone()[0]:
+                _logger.info("task %d is being run by another executor: left to it", task_id)
+                return
+        _run_leased_task(registry, task_id)
+        # Closing the connection frees the lease, whatever happened.
+
+
+def _lease_connection(db_name: str) -> psycopg2.extensions.connection:
+    """A connection of the task's own to ``db_name``, in autocommit: the lease outlives
+    transactions, and the connection never sits in one.
+
+    Odoo's own connection parameters, but for ``task_lease_db_host``/``task_lease_db_port``:
+    a session lock taken through a transaction-mode pooler would stay on a server connection
+    that the pooler then hands to other clients (the lease held by nobody, or by whoever
+    gets that connection), so behind one the lease goes to PostgreSQL itself.
+    """
+    _name, params = connection_info_for(db_name)
+    conf = settings_from_odoo_conf()
+    if conf.task_lease_db_host:
+        params["host"] = conf.task_lease_db_host
+    if conf.task_lease_db_port:
+        params["port"] = conf.task_lease_db_port
+    connection = psycopg2.connect(**params)
+    connection.autocommit = True
+    # A pooler answers the start-up with a backend key of its own, not the server process's.
+    with connection.cursor() as cr:
+        cr.execute("SELECT pg_backend_pid()")
+        pooled = cr.fetchone()[0] != connection.get_backend_pid()
+    if pooled:
+        connection.close()
+        raise TaskLeaseError(
+            "the lease connection (host %s, port %s) goes through a connection pooler, which would give the "
+            "task's lease to other clients: set task_lease_db_host and task_lease_db_port in odoo.conf's "
+            "[zero_sudo] section to PostgreSQL itself" % (params.get("host", "local socket"), params.get("port", 5432))
         )
-        lease.execute("SELECT pg_try_advisory_lock(%s)", [lease_key])
-        if not lease.fetchone()[0]:
-            _logger.info("task %d is being run by another executor: left to it", task_id)
-            return
-        lease.commit()  # the lease outlives transactions; the connection must not sit in one
-        try:
-            _run_leased_task(registry, task_id)
-        finally:
-            lease.execute("SELECT pg_advisory_unlock(%s)", [lease_key])
-            lease.commit()
+    return connection
 
 
 def _run_leased_task(registry: Registry, task_id: int) -> None:
@@ -69,8 +108,14 @@ def _run_leased_task(registry: Registry, task_id: int) -> None:
             task.write({"state": "done", "finished_at": fields.Datetime.now()})
     except Exception as exc:
         _logger.exception("task %d failed", task_id)
-        with registry.cursor() as cr:
-            task = api.Environment(cr, api.SUPERUSER_ID, {})["zero_sudo.task"].browse(task_id)
+        _record_failure(registry, task_id, exc)
+
+
+def _record_failure(registry: Registry, task_id: int, exc: Exception, only_if_queued: bool = False) -> None:
+    """Mark the task failed with ``exc``, in a transaction of its own."""
+    with registry.cursor() as cr:
+        task = api.Environment(cr, api.SUPERUSER_ID, {})["zero_sudo.task"].browse(task_id).exists()
+        if task and not (only_if_queued and task.state != "queued"):
             task.write({"state": "failed", "finished_at": fields.Datetime.now(), "error": "%s: %s" % (type(exc).__name__, exc)})
 
 

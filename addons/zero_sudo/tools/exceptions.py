@@ -22,3 +22,7 @@ class ExecutorFull(ZeroSudoError):
 
 class TaskTargetError(ZeroSudoError):
     """A task names a model or method that cannot be run in the background."""
+
+
+class TaskLeaseError(ZeroSudoError):
+    """A background task's lease connection does not reach PostgreSQL itself (a pooler)."""
