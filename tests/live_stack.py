@@ -28,7 +28,7 @@ from collections.abc import Callable
 from http.cookiejar import CookieJar
 from pathlib import Path
 
-from zero_sudo_daemons.stack import OdooInstall
+from zero_sudo_daemons.stack import OdooInstall, write_local_proxy
 from zero_sudo_daemons.stack import find_odoo as find_odoo_in
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,6 +139,11 @@ class OdooServer:
     def url(self) -> str:
         return "http://127.0.0.1:%d" % self.http_port
 
+    def _command(self, *args: str, subcommand: str | None = None) -> list[str]:
+        """odoo-bin [subcommand] on this server's configuration and database, with ``args``."""
+        head = [self.odoo.python, self.odoo.bin] + ([subcommand] if subcommand else [])
+        return [*head, "-c", self.conf, "-d", self.db, *args]
+
     def install(self) -> None:
         """Make sure Odoo's Python has this repository's library, write the configuration,
         create the database as an operator would, install the modules (as odoo_tests.sh does)."""
@@ -157,17 +162,7 @@ class OdooServer:
         log = os.path.join(self.dir, "install.log")
         with open(log, "w") as out:
             done = subprocess.run(
-                [
-                    self.odoo.python,
-                    self.odoo.bin,
-                    "-c",
-                    self.conf,
-                    "-d",
-                    self.db,
-                    "-i",
-                    ",".join(self.modules),
-                    "--stop-after-init",
-                ],
+                self._command("-i", ",".join(self.modules), "--stop-after-init"),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.dir,
@@ -178,13 +173,7 @@ class OdooServer:
 
     def start(self) -> OdooServer:
         self.proc = subprocess.Popen(
-            [
-                self.odoo.python,
-                self.odoo.bin,
-                "-c",
-                self.conf,
-                "-d",
-                self.db,
+            self._command(
                 "--db-filter",
                 "^%s$" % self.db,
                 "--workers",
@@ -198,7 +187,7 @@ class OdooServer:
                 "600",
                 "--log-level",
                 "warn",
-            ],
+            ),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -224,7 +213,7 @@ class OdooServer:
         """Run ``script`` in ``odoo shell`` on this server's configuration and database (as an
         operator would, through the same ``db_host``); its standard output."""
         done = subprocess.run(
-            [self.odoo.python, self.odoo.bin, "shell", "-c", self.conf, "-d", self.db, "--no-http", "--log-level", "warn"],
+            self._command("--no-http", "--log-level", "warn", subcommand="shell"),
             input=script,
             capture_output=True,
             text=True,
@@ -325,25 +314,8 @@ class PrivateNginx:
         ensure_nginx()
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="zs_nginx_")
-        site = (ROOT / "docker" / "nginx.conf").read_text()
-        for old, new in (
-            ("server odoo:8069;", "server 127.0.0.1:%d;" % odoo_port),
-            ("server odoo:8072;", "server 127.0.0.1:%d;" % gevent_port),
-            ("server gateway:9104;", "server 127.0.0.1:%d;" % gateway_port),
-            ("listen 80;", "listen 127.0.0.1:%d;" % self.port),
-        ):
-            if old not in site:
-                raise AssertionError("docker/nginx.conf no longer has %r" % old)
-            site = site.replace(old, new)
-        Path(self.dir, "site.conf").write_text(site)
-        temp = {name: os.path.join(self.dir, name) for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
-        user = "user root;\n" if os.geteuid() == 0 else ""
-        Path(self.dir, "nginx.conf").write_text(
-            "%sworker_processes auto;\nworker_rlimit_nofile %d;\ndaemon off;\npid %s/nginx.pid;\nerror_log %s/error.log warn;\n"
-            "events { worker_connections %d; }\n"
-            "http {\n  access_log off;\n  client_body_temp_path %s;\n  proxy_temp_path %s;\n  fastcgi_temp_path %s;\n"
-            "  uwsgi_temp_path %s;\n  scgi_temp_path %s;\n  include %s/site.conf;\n}\n"
-            % (user, worker_connections * 2, self.dir, self.dir, worker_connections, *temp.values(), self.dir)
+        self.conf = write_local_proxy(
+            Path(self.dir), "127.0.0.1", self.port, odoo_port, gevent_port, gateway_port, worker_connections
         )
         self.proc: subprocess.Popen | None = None
 
@@ -353,7 +325,7 @@ class PrivateNginx:
 
     def start(self) -> PrivateNginx:
         self.proc = subprocess.Popen(
-            [NGINX, "-p", self.dir, "-c", os.path.join(self.dir, "nginx.conf")],
+            [NGINX, "-p", self.dir, "-c", str(self.conf)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )

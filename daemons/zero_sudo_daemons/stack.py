@@ -165,6 +165,53 @@ def proxy_origins(host: str, port: int) -> list[str]:
     return ["http://%s:%d" % (host, port)]
 
 
+def write_local_proxy(
+    proxy_dir: Path,
+    host: str,
+    port: int,
+    odoo_port: int,
+    gevent_port: int,
+    gateway_port: int,
+    worker_connections: int = 4096,
+) -> Path:
+    """The operators' docker/nginx.conf with its three upstreams and its listen address made
+    local, under a top-level nginx.conf of its own in ``proxy_dir``; returns that file (run it
+    with ``nginx -p proxy_dir -c <it>``). ``make run`` and the suite's live stack both use it,
+    so what they test is the file operators deploy."""
+    proxy_dir.mkdir(parents=True, exist_ok=True)
+    site = (ROOT / "docker" / "nginx.conf").read_text()
+    for old, new in (
+        ("server odoo:8069;", "server 127.0.0.1:%d;" % odoo_port),
+        ("server odoo:8072;", "server 127.0.0.1:%d;" % gevent_port),
+        ("server gateway:9104;", "server 127.0.0.1:%d;" % gateway_port),
+        ("listen 80;", "listen %s:%d;" % ("[%s]" % host if ":" in host else host, port)),
+    ):
+        if old not in site:
+            raise ConfigurationError("docker/nginx.conf no longer has %r: update %s" % (old, __file__))
+        site = site.replace(old, new)
+    (proxy_dir / "site.conf").write_text(site)
+    temp = "".join(
+        "  %s_temp_path %s/%s;\n" % (name, proxy_dir, name) for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    conf = proxy_dir / "nginx.conf"
+    # Each proxied WebSocket holds two descriptors (client and upstream): hence the file limit.
+    conf.write_text(
+        "%sworker_processes auto;\nworker_rlimit_nofile %d;\ndaemon off;\npid %s/nginx.pid;\n"
+        "error_log %s/error.log warn;\nworker_shutdown_timeout 5s;\nevents { worker_connections %d; }\n"
+        "http {\n  access_log off;\n%s  include %s/site.conf;\n}\n"
+        % (
+            "user root;\n" if os.geteuid() == 0 else "",
+            worker_connections * 2,
+            proxy_dir,
+            proxy_dir,
+            worker_connections,
+            temp,
+            proxy_dir,
+        )
+    )
+    return conf
+
+
 class Stack:
     """The runner: starts the parts, watches them, stops them in order on one signal."""
 
@@ -376,28 +423,8 @@ class Stack:
         if not os.access(nginx, os.X_OK):
             raise ConfigurationError("nginx is missing: run 'make services' or 'apt-get install nginx' (or set ZERO_SUDO_NGINX)")
         proxy_dir = self.workdir / "nginx"
-        proxy_dir.mkdir(parents=True, exist_ok=True)
-        site = (ROOT / "docker" / "nginx.conf").read_text()
-        for old, new in (
-            ("server odoo:8069;", "server 127.0.0.1:%d;" % odoo_port),
-            ("server odoo:8072;", "server 127.0.0.1:%d;" % gevent_port),
-            ("server gateway:9104;", "server 127.0.0.1:%d;" % gateway_port),
-            ("listen 80;", "listen %s:%d;" % ("[%s]" % host if ":" in host else host, port)),
-        ):
-            if old not in site:
-                raise ConfigurationError("docker/nginx.conf no longer has %r: update %s" % (old, __file__))
-            site = site.replace(old, new)
-        (proxy_dir / "site.conf").write_text(site)
-        temp = "".join(
-            "  %s_temp_path %s/%s;\n" % (name, proxy_dir, name) for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-        )
-        (proxy_dir / "nginx.conf").write_text(
-            "%sworker_processes 1;\ndaemon off;\npid %s/nginx.pid;\nerror_log %s/error.log warn;\n"
-            "worker_shutdown_timeout 5s;\nevents { worker_connections 4096; }\n"
-            "http {\n  access_log off;\n%s  include %s/site.conf;\n}\n"
-            % ("user root;\n" if os.geteuid() == 0 else "", proxy_dir, proxy_dir, temp, proxy_dir)
-        )
-        self.spawn(Part.PROXY, [nginx, "-p", str(proxy_dir), "-c", str(proxy_dir / "nginx.conf")])
+        conf = write_local_proxy(proxy_dir, host, port, odoo_port, gevent_port, gateway_port)
+        self.spawn(Part.PROXY, [nginx, "-p", str(proxy_dir), "-c", str(conf)])
         url = "http://127.0.0.1:%d/web/login" % port if host in LOOPBACK_HOSTS else "http://%s:%d/web/login" % (host, port)
         if not self.wait_for(lambda: http_status(url) == 200, 30, "the proxy (%s)" % url):
             raise ConfigurationError("nginx does not serve %s; see %s/error.log" % (url, proxy_dir))
