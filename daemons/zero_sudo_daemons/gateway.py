@@ -719,23 +719,26 @@ class Gateway:
         limit = self.settings.gateway_max_buffer_bytes
         deadline = time.perf_counter() + FAN_OUT_SLICE_S
         sent = handled = 0
-        while self._writes:
-            for connection, data in self._writes[0]:
-                transport = connection.transport
-                if transport.get_write_buffer_size() > limit:
-                    connection.refuse(Refusal.SLOW)  # as costly as a write: thousands may go at once
-                elif connection.protocol.state is State.OPEN:
-                    transport.write(data)
-                    sent += 1
-                handled += 1
-                if handled % FAN_OUT_CLOCK_EVERY == 0 and time.perf_counter() > deadline:
-                    asyncio.get_running_loop().call_soon(self._write_slice)
-                    break
-            else:
+        try:
+            while self._writes:
+                for connection, data in self._writes[0]:
+                    transport = connection.transport
+                    if transport.is_closing() or connection.protocol.state is not State.OPEN:
+                        pass  # going away (closed, refused, shutting down): nothing to write
+                    elif transport.get_write_buffer_size() > limit:
+                        connection.refuse(Refusal.SLOW)  # as costly as a write: thousands may go at once
+                    else:
+                        transport.write(data)
+                        sent += 1
+                    handled += 1
+                    if handled % FAN_OUT_CLOCK_EVERY == 0 and time.perf_counter() > deadline:
+                        return
                 self._writes.popleft()
-                continue
-            break
-        self.metrics.writes.inc(sent)
+        finally:
+            # Whatever happened to this slice, the rest is written: nothing waits for ever.
+            self.metrics.writes.inc(sent)
+            if self._writes:
+                asyncio.get_running_loop().call_soon(self._write_slice)
 
     def _on_change(self, message: BusMessage) -> None:
         self.metrics.events_in.labels("change").inc()
