@@ -69,6 +69,9 @@ def _lease_connection(db_name: str) -> psycopg2.extensions.connection:
     a session lock taken through a transaction-mode pooler would stay on a server connection
     that the pooler then hands to other clients (the lease held by nobody, or by whoever
     gets that connection), so behind one the lease goes to PostgreSQL itself.
+
+    Raises :class:`TaskLeaseError` when the lease cannot be had (no connection, a pooler): the
+    task is then failed with that line, while Odoo's own connections still work to say so.
     """
     _name, params = connection_info_for(db_name)
     conf = settings_from_odoo_conf()
@@ -76,7 +79,14 @@ def _lease_connection(db_name: str) -> psycopg2.extensions.connection:
         params["host"] = conf.task_lease_db_host
     if conf.task_lease_db_port:
         params["port"] = conf.task_lease_db_port
-    connection = psycopg2.connect(**params)
+    try:
+        connection = psycopg2.connect(**params)
+    except psycopg2.OperationalError as exc:
+        raise TaskLeaseError(
+            "cannot connect for the task's lease (host %s, port %s; odoo.conf's [zero_sudo] "
+            "task_lease_db_host/task_lease_db_port, or Odoo's db_host/db_port): %s"
+            % (params.get("host", "local socket"), params.get("port", 5432), str(exc).strip())
+        ) from None
     connection.autocommit = True
     # A pooler answers the start-up with a backend key of its own, not the server process's.
     with connection.cursor() as cr:

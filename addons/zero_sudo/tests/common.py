@@ -1,5 +1,6 @@
 """Helpers for tests that need what a TransactionCase hides: committed data and real cursors."""
 
+import socket
 import time
 
 import psycopg2
@@ -46,3 +47,11 @@ class Listener:
 
     def close(self):
         self.conn.close()
+
+
+def free_port():
+    """A loopback port nothing listens on (bound, then released): for a private server, or
+    for a server that is not there."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

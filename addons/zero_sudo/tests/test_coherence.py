@@ -1,4 +1,3 @@
-import socket
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +12,7 @@ from odoo.tools import ormcache
 
 from ..tools import coherence
 from ..tools.session_store import RedisSessionStore
-from .common import real_env, wait_until
+from .common import free_port, real_env, wait_until
 
 
 @ormcache("task_id")
@@ -138,17 +137,11 @@ class TestCoherentCache(TransactionCase):
         self.assertEqual(in_thread(new_request), "new", "and the fresh value is the one cached")
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class PrivateRedis:
     """A redis-server of this test's own, which it may stop and restart."""
 
     def __init__(self):
-        self.port = _free_port()
+        self.port = free_port()
         self.url = "redis://127.0.0.1:%d/0" % self.port
         self.proc = None
 

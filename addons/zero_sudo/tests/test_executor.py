@@ -1,3 +1,4 @@
+import dataclasses
 from datetime import timedelta
 from threading import Event
 from unittest.mock import patch
@@ -10,11 +11,13 @@ from odoo.sql_db import db_connect
 from odoo.tests import HttpCase, TransactionCase, new_test_user, tagged
 from odoo.tools import mute_logger
 
+from ..models import task as task_module
 from ..models.task import ADOPT_QUEUED_AFTER, LEASE_NAMESPACE, PROCESS_DIED, _run_task
 from ..tools.exceptions import ExecutorFull, TaskTargetError
 from ..tools.executor import BoundedExecutor
 from ..tools.offload import executor
-from .common import real_env, wait_until
+from ..tools.settings import settings_from_odoo_conf
+from .common import free_port, real_env, wait_until
 
 
 def _state(registry, task_id):
@@ -169,6 +172,32 @@ class TestTasks(TransactionCase):
         wait_until(lambda: alive.id in self._reap(), what="the reaper to find the lease free")
         self.assertEqual(_state(self.registry, alive.id), ("failed", PROCESS_DIED))
         self.assertNotIn(alive.id, self._reap(), "a failed task stays as it is")
+
+    def test_a_lease_that_cannot_connect_fails_the_task_saying_which_setting(self):
+        task = self.env_["zero_sudo.task"].create(
+            {
+                "name": "zs no lease",
+                "user_id": self.env_.uid,
+                "res_model": "res.partner",
+                "res_ids": self.partner.ids,
+                "method": "write",
+            }
+        )
+        self.env_.cr.commit()
+        closed_port = free_port()
+        unreachable = dataclasses.replace(
+            settings_from_odoo_conf(), task_lease_db_host="127.0.0.1", task_lease_db_port=closed_port
+        )
+        with (
+            patch.object(task_module, "settings_from_odoo_conf", return_value=unreachable),
+            mute_logger("odoo.addons.zero_sudo.models.task"),
+        ):
+            _run_task(self.env_.cr.dbname, task.id)
+        state, error = _state(self.registry, task.id)
+        self.assertEqual(state, "failed")
+        self.assertIn("TaskLeaseError", error)
+        self.assertIn("task_lease_db_host", error)
+        self.assertIn("port %d" % closed_port, error)
 
     def _queued(self, method, age):
         """A task as a process queued it ``age`` ago (and, say, died before running it)."""

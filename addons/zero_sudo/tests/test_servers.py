@@ -16,13 +16,9 @@ from http.cookiejar import CookieJar
 from odoo.tests import BaseCase, tagged
 from odoo.tools import config
 
+from .common import free_port
+
 SERVER_START_S = 90
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait(predicate, timeout, what):
@@ -37,7 +33,7 @@ class Redis:
     """A redis-server of the test's own: restarting it disturbs nobody else."""
 
     def __init__(self):
-        self.port = _free_port()
+        self.port = free_port()
         self.proc = None
 
     def start(self):
@@ -61,7 +57,7 @@ class Server:
     """``odoo`` (threaded) on a port of its own, zero_sudo server-wide, Redis of the test."""
 
     def __init__(self, conf_path):
-        self.port = _free_port()
+        self.port = free_port()
         self.base = "http://127.0.0.1:%d" % self.port
         self.log = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
@@ -74,7 +70,7 @@ class Server:
                 "--http-port",
                 str(self.port),
                 "--gevent-port",
-                str(_free_port()),
+                str(free_port()),
                 "--max-cron-threads",
                 "0",
                 "--workers",
