@@ -133,6 +133,12 @@ GC_SLOW_PAUSE_S = 0.1
 FAN_OUT_SLICE_S = 0.005
 # Writes between two looks at the clock: a write costs 5-100 µs, perf_counter() 60 ns.
 FAN_OUT_CLOCK_EVERY = 32
+# Fan-outs (one per loop turn that read events) waiting to be written, at most, before a slice
+# writes on past its time: while events come faster than they can be written, they then wait
+# in Redis (bounded by its client-output-buffer-limit for pub/sub, past which the gateway is
+# disconnected and resyncs every client) instead of in the gateway's memory. 16 queued
+# fan-outs to 10 000 clients hold about 16 MB of recipients and frames.
+MAX_PENDING_FAN_OUTS = 16
 
 
 class Refusal(enum.Enum):
@@ -201,6 +207,11 @@ class GatewayMetrics:
             "zero_sudo_gateway_gc_seconds",
             "time spent in garbage collections (the event loop stands still)",
             ["generation"],
+            registry=r,
+        )
+        self.fan_outs_pending = Gauge(
+            "zero_sudo_gateway_fan_outs_pending",
+            "fan-outs queued behind the one being written (at most %d)" % MAX_PENDING_FAN_OUTS,
             registry=r,
         )
         # Counted as they are frozen: gc.get_freeze_count() walks every frozen object (0.1 s
@@ -714,7 +725,8 @@ class Gateway:
         A connection whose outgoing buffer is over ``gateway_max_buffer_bytes`` is not written
         to but closed: buffered bytes per connection stay bounded whatever the traffic, and a
         slow client never delays the others (writes never wait). What is left is written in
-        the next loop turn, after whatever else is ready.
+        the next loop turn, after whatever else is ready; past :data:`MAX_PENDING_FAN_OUTS`
+        queued fan-outs, the slice goes on until the queue is back under it.
         """
         limit = self.settings.gateway_max_buffer_bytes
         deadline = time.perf_counter() + FAN_OUT_SLICE_S
@@ -731,12 +743,17 @@ class Gateway:
                         transport.write(data)
                         sent += 1
                     handled += 1
-                    if handled % FAN_OUT_CLOCK_EVERY == 0 and time.perf_counter() > deadline:
+                    if (
+                        handled % FAN_OUT_CLOCK_EVERY == 0
+                        and time.perf_counter() > deadline
+                        and len(self._writes) <= MAX_PENDING_FAN_OUTS
+                    ):
                         return
                 self._writes.popleft()
         finally:
             # Whatever happened to this slice, the rest is written: nothing waits for ever.
             self.metrics.writes.inc(sent)
+            self.metrics.fan_outs_pending.set(max(len(self._writes) - 1, 0))
             if self._writes:
                 asyncio.get_running_loop().call_soon(self._write_slice)
 
