@@ -79,5 +79,5 @@ class ModelIndex:
         self._detached.clear()
 
     def __len__(self) -> int:
-        """Live keys of a model: those the LRU serves."""
+        """How many live keys there are: the entries the LRU serves."""
         return sum(len(keys) for keys in self._keys.values())
