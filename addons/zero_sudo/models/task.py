@@ -79,13 +79,13 @@ def _lease_connection(db_name: str) -> psycopg2.extensions.connection:
         params["host"] = conf.task_lease_db_host
     if conf.task_lease_db_port:
         params["port"] = conf.task_lease_db_port
+    where = "host %s, port %s" % (params.get("host", "local socket"), params.get("port", 5432))
     try:
         connection = psycopg2.connect(**params)
     except psycopg2.OperationalError as exc:
         raise TaskLeaseError(
-            "cannot connect for the task's lease (host %s, port %s; odoo.conf's [zero_sudo] "
-            "task_lease_db_host/task_lease_db_port, or Odoo's db_host/db_port): %s"
-            % (params.get("host", "local socket"), params.get("port", 5432), str(exc).strip())
+            "cannot connect for the task's lease (%s; odoo.conf's [zero_sudo] "
+            "task_lease_db_host/task_lease_db_port, or Odoo's db_host/db_port): %s" % (where, str(exc).strip())
         ) from None
     connection.autocommit = True
     # A pooler answers the start-up with a backend key of its own, not the server process's.
@@ -95,9 +95,9 @@ def _lease_connection(db_name: str) -> psycopg2.extensions.connection:
     if pooled:
         connection.close()
         raise TaskLeaseError(
-            "the lease connection (host %s, port %s) goes through a connection pooler, which would give the "
+            "the lease connection (%s) goes through a connection pooler, which would give the "
             "task's lease to other clients: set task_lease_db_host and task_lease_db_port in odoo.conf's "
-            "[zero_sudo] section to PostgreSQL itself" % (params.get("host", "local socket"), params.get("port", 5432))
+            "[zero_sudo] section to PostgreSQL itself" % where
         )
     return connection
 

@@ -25,4 +25,4 @@ class TaskTargetError(ZeroSudoError):
 
 
 class TaskLeaseError(ZeroSudoError):
-    """A background task's lease connection does not reach PostgreSQL itself (a pooler)."""
+    """A background task cannot hold its lease: no connection, or one through a pooler."""
